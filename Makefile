@@ -1,0 +1,52 @@
+# rootfsc: the two set-up commands of the README are `make rootfs` and `make test`.
+# Both install what a fresh Debian machine lacks (runc, mmdebstrap, …) and build the tools into bin/.
+SHELL := /bin/bash
+BIN := $(CURDIR)/bin
+export PATH := $(BIN):$(PATH)
+GO ?= go
+APT_PKGS := runc mmdebstrap debian-archive-keyring xz-utils zstd ca-certificates
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+
+.PHONY: all deps tools rootfs test test-short vet clean
+all: tools
+
+# deps installs the Debian packages the builds and tests need, only when one is missing.
+deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# rootfsc is static (CGO off): the same binary runs inside the build as the extraction helper.
+$(BIN)/rootfsc: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/rootfsc/rootfsc/cli.Version=$(VERSION)" -o $@ ./cmd/rootfsc
+
+$(BIN)/buildkitd: go.mod go.sum
+	$(GO) build -o $@ github.com/moby/buildkit/cmd/buildkitd
+
+$(BIN)/buildctl: go.mod go.sum
+	$(GO) build -o $@ github.com/moby/buildkit/cmd/buildctl
+
+tools: $(BIN)/rootfsc $(BIN)/buildkitd $(BIN)/buildctl
+
+# The main job: build the example Debian rootfs into examples/rootfs with the embedded buildkitd.
+rootfs: deps tools
+	$(BIN)/rootfsc build examples/debian.cue
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# All tiers: unit, CLI scripts and the integration tests (real buildkitd, real mirror, mmdebstrap).
+test: deps tools vet
+	ROOTFSC_BIN=$(BIN) $(GO) test -count=1 -timeout 60m ./...
+
+# Unit and CLI tests only: no daemon, no network.
+test-short: tools
+	$(GO) test -short ./...
+
+clean:
+	rm -rf $(BIN)
+
+FORCE:

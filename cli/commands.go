@@ -1,0 +1,289 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/buildkit/client/llb"
+	"github.com/rootfsc/rootfsc/distros"
+	"github.com/rootfsc/rootfsc/distros/deb"
+	"github.com/rootfsc/rootfsc/distros/lock"
+	"github.com/rootfsc/rootfsc/engine"
+	rllb "github.com/rootfsc/rootfsc/llb"
+)
+
+// helperLocal is the llb.Local that carries the static rootfsc binary into the build.
+const helperLocal = "rootfsc-helper"
+
+func runLock(e *env, args []string) error {
+	fs := flags("lock")
+	mirror := fs.String("mirror", "", "Debian mirror URL (default: the manifest's, $ROOTFSC_MIRROR, the host's apt sources)")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	l, err := load(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	lk, _, err := l.resolve(e, *mirror)
+	if err != nil {
+		return err
+	}
+	if err := lk.Write(l.lockPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote %s: %d packages, %s %s\n", l.lockPath, len(lk.Packages), lk.Distro, lk.Release)
+	return nil
+}
+
+// resolve runs the resolver for the manifest and returns the lock and the suite mirrors.
+func (l *loaded) resolve(e *env, mirror string) (*lock.Lock, map[string]string, error) {
+	req, err := l.request(mirror)
+	if err != nil {
+		return nil, nil, err
+	}
+	lk, err := deb.Resolve(e.ctx, req, deb.Opts{Client: http.DefaultClient, CacheDir: filepath.Join(cacheDir(), "index")})
+	if err != nil {
+		return nil, nil, err
+	}
+	return lk, mirrorMap(req), nil
+}
+
+func mirrorMap(req deb.Request) map[string]string {
+	m := map[string]string{}
+	for _, s := range req.Suites {
+		m[s.Name] = s.URI
+	}
+	return m
+}
+
+// current returns the manifest's lock when it is fresh; with locked, a missing or stale lock is an
+// error, otherwise the packages are resolved again and the lock rewritten.
+func (l *loaded) current(e *env, mirror string, locked, write bool) (*lock.Lock, map[string]string, error) {
+	req, err := l.request(mirror)
+	if err != nil {
+		return nil, nil, err
+	}
+	lk, err := lock.Read(l.lockPath)
+	if err == nil {
+		err = lk.Verify(deb.InputDigest(req))
+	}
+	if err == nil {
+		return lk, mirrorMap(req), nil
+	}
+	if locked {
+		return nil, nil, fmt.Errorf("--locked: %w", err)
+	}
+	if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, lock.ErrStale) {
+		return nil, nil, err
+	}
+	lk, mirrors, err := l.resolve(e, mirror)
+	if err != nil {
+		return nil, nil, err
+	}
+	if write {
+		if err := lk.Write(l.lockPath); err != nil {
+			return nil, nil, err
+		}
+		fmt.Fprintf(e.stderr, "wrote %s: %d packages\n", l.lockPath, len(lk.Packages))
+	}
+	return lk, mirrors, nil
+}
+
+func runVet(e *env, args []string) error {
+	fs := flags("vet")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	l, err := load(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if l.res.Release == nil {
+		fmt.Fprintf(e.stdout, "%s: ok (overlay, no distro)\n", pos[0])
+		return nil
+	}
+	req, err := l.request("")
+	if err != nil {
+		return err
+	}
+	lk, err := lock.Read(l.lockPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		fmt.Fprintf(e.stdout, "%s: ok; no lock yet (rootfsc lock writes %s)\n", pos[0], l.lockPath)
+		return nil
+	case err != nil:
+		return err
+	}
+	if err := lk.Verify(deb.InputDigest(req)); err != nil {
+		return fmt.Errorf("%s: %w", l.lockPath, err)
+	}
+	fmt.Fprintf(e.stdout, "%s: ok; lock is current (%d packages)\n", pos[0], len(lk.Packages))
+	return nil
+}
+
+func (l *loaded) lower(e *env, lk *lock.Lock, mirrors map[string]string) (*llb.Definition, error) {
+	res, err := rllb.Lower(e.ctx, rllb.Input{Lock: lk, Mirrors: mirrors}, rllb.Opts{HelperLocal: helperLocal})
+	if err != nil {
+		return nil, err
+	}
+	return res.Def, nil
+}
+
+func runLLB(e *env, args []string) error {
+	fs := flags("llb")
+	mirror := fs.String("mirror", "", "Debian mirror URL")
+	locked := fs.Bool("locked", false, "refuse a missing or stale lock")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	l, err := load(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	lk, mirrors, err := l.current(e, *mirror, *locked, false)
+	if err != nil {
+		return err
+	}
+	def, err := l.lower(e, lk, mirrors)
+	if err != nil {
+		return err
+	}
+	return llb.WriteTo(def, e.stdout)
+}
+
+func runBuild(e *env, args []string) error {
+	fs := flags("build")
+	outs := fs.StringArrayP("output", "o", nil, "output as type=dir|tar,dest=PATH (repeatable; default: the manifest's outputs)")
+	locked := fs.Bool("locked", false, "refuse to build with a missing or stale lock")
+	progress := fs.String("progress", "auto", "progress output: auto, plain, tty, rawjson or quiet")
+	addr := fs.String("addr", "", "buildkitd address (default $BUILDKIT_HOST, else the embedded daemon)")
+	mirror := fs.String("mirror", "", "Debian mirror URL")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	outputs, err := parseOutputs(*outs)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	l, err := load(e.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if len(outputs) == 0 {
+		for _, o := range l.res.Manifest.Outputs {
+			dest := o.Dest
+			if !filepath.IsAbs(dest) {
+				dest = filepath.Join(l.res.Dir, dest)
+			}
+			outputs = append(outputs, engine.Output{Type: o.Type, Dest: dest})
+		}
+	}
+	lk, mirrors, err := l.current(e, *mirror, *locked, true)
+	if err != nil {
+		return err
+	}
+	def, err := l.lower(e, lk, mirrors)
+	if err != nil {
+		return err
+	}
+	helperDir, err := helperDir()
+	if err != nil {
+		return err
+	}
+	if _, err := engine.Solve(e.ctx, def, outputs, engine.Opts{
+		Addr:        *addr,
+		Progress:    *progress,
+		ProgressOut: e.stderr,
+		LocalDirs:   map[string]string{helperLocal: helperDir},
+	}); err != nil {
+		return err
+	}
+	for _, o := range outputs {
+		fmt.Fprintf(e.stdout, "%s: %s\n", o.Type, o.Dest)
+	}
+	return nil
+}
+
+// helperDir is the folder holding this rootfsc executable, which runs inside the build as the
+// static extraction helper.
+func helperDir() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	exe, err = filepath.EvalSymlinks(exe)
+	if err != nil {
+		return "", err
+	}
+	if filepath.Base(exe) != "rootfsc" {
+		return "", fmt.Errorf("the build helper must be an executable named rootfsc (running %s)", exe)
+	}
+	return filepath.Dir(exe), nil
+}
+
+// parseOutputs reads buildctl-style output specs: type=dir,dest=PATH.
+func parseOutputs(specs []string) ([]engine.Output, error) {
+	var out []engine.Output
+	for _, s := range specs {
+		var o engine.Output
+		for _, kv := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("output %q: %q is not key=value", s, kv)
+			case k == "type":
+				o.Type = v
+			case k == "dest":
+				o.Dest = v
+			default:
+				return nil, fmt.Errorf("output %q: unknown key %q", s, k)
+			}
+		}
+		if o.Type != "dir" && o.Type != "tar" {
+			return nil, fmt.Errorf("output %q: type must be dir or tar (others are not implemented yet)", s)
+		}
+		if o.Dest == "" {
+			return nil, fmt.Errorf("output %q: dest is required", s)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func runDistros(e *env, args []string) error {
+	if _, err := parse(flags("distros"), args, 0); err != nil {
+		return err
+	}
+	for _, d := range distros.List() {
+		fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", d.Name, d.Family, strings.Join(d.Releases, " "))
+	}
+	return nil
+}
+
+func runInternal(e *env, args []string) int {
+	if len(args) == 0 || args[0] != "extract" {
+		fmt.Fprintln(e.stderr, "rootfsc internal: only `extract` exists (used inside builds)")
+		return 2
+	}
+	fs := flags("internal extract")
+	root := fs.String("root", "", "the root to extract into")
+	usrmerge := fs.Bool("usrmerge", false, "make the merged-/usr links first")
+	if err := fs.Parse(args[1:]); err != nil || *root == "" {
+		fmt.Fprintln(e.stderr, "usage: rootfsc internal extract --root DIR [--usrmerge] DEB...")
+		return 2
+	}
+	if err := deb.Bootstrap(e.ctx, *root, fs.Args(), deb.BootstrapOpts{UsrMerge: *usrmerge}); err != nil {
+		fmt.Fprintf(e.stderr, "rootfsc internal extract: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,2 @@
+// Package cli is rootfsc's thin command line: flag sets, one library call per subcommand, printing.
+package cli

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// Version is set at link time (-ldflags "-X github.com/rootfsc/rootfsc/cli.Version=…").
+var Version = "devel"
+
+// env is what a subcommand may touch: its arguments and the three streams.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+type command struct {
+	name  string
+	usage string
+	help  string
+	run   func(e *env, args []string) error
+}
+
+// usageError asks Main to print the usage line of a subcommand with exit code 2.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"build", "build MANIFEST [-o type=dir|tar,dest=PATH]... [--locked] [--progress MODE] [--addr URL] [--mirror URL]", "resolve (unless locked), lower and build the rootfs", runBuild},
+		{"lock", "lock MANIFEST [--mirror URL]", "resolve the packages and write MANIFEST.lock.json", runLock},
+		{"vet", "vet MANIFEST", "check the manifest against the schema and the lock's freshness (no daemon)", runVet},
+		{"llb", "llb MANIFEST [--mirror URL]", "print the LLB definition (for `buildctl build`) on stdout", runLLB},
+		{"distros", "distros", "list the distros and releases rootfsc knows", runDistros},
+		{"version", "version", "print rootfsc's version", runVersion},
+		{"help", "help", "list the commands", nil},
+	}
+}
+
+// Main runs rootfsc with os.Args and returns the exit code; it is the only place that prints an error.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(&env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+}
+
+func run(e *env, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		printHelp(e.stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] == "internal" {
+		return runInternal(e, args[1:])
+	}
+	for _, c := range commands {
+		if c.name != args[0] || c.run == nil {
+			continue
+		}
+		err := c.run(e, args[1:])
+		var ue usageError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, pflag.ErrHelp):
+			return 0
+		case errors.As(err, &ue):
+			fmt.Fprintf(e.stderr, "rootfsc %s: %s\nusage: rootfsc %s\n", c.name, ue.msg, c.usage)
+			return 2
+		default:
+			fmt.Fprintf(e.stderr, "rootfsc %s: %s\n", c.name, strings.TrimRight(formatError(err), "\n"))
+			return 1
+		}
+	}
+	fmt.Fprintf(e.stderr, "rootfsc: unknown command %q (see rootfsc help)\n", args[0])
+	return 2
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintln(w, "rootfsc builds Kata Containers guest root filesystems from a CUE manifest through BuildKit.")
+	fmt.Fprintln(w, "\nCommands:")
+	cs := append([]command(nil), commands...)
+	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.help)
+	}
+	fmt.Fprintln(w, "\nUsage:")
+	for _, c := range cs {
+		fmt.Fprintf(w, "  rootfsc %s\n", c.usage)
+	}
+}
+
+// flags makes a subcommand's flag set; errors are returned, never printed by pflag itself.
+func flags(name string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// parse parses args and requires exactly one positional argument (the manifest) unless n < 0.
+func parse(fs *pflag.FlagSet, args []string, n int) ([]string, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if n >= 0 && fs.NArg() != n {
+		return nil, usageError{fmt.Sprintf("want %d argument(s), got %d", n, fs.NArg())}
+	}
+	return fs.Args(), nil
+}
+
+func runVersion(e *env, args []string) error {
+	if _, err := parse(flags("version"), args, 0); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "rootfsc %s\n", Version)
+	return nil
+}

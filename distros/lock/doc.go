@@ -1,0 +1,2 @@
+// Package lock reads, writes and verifies the versioned lockfile that pins a resolved Debian package set.
+package lock

@@ -1,0 +1,146 @@
+package lock
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+)
+
+// CurrentVersion is the lockfile format version written by [Lock.Write].
+const CurrentVersion = 1
+
+// ErrStale is returned (wrapped, with a reason) by [Lock.Verify] when a lock no longer matches its inputs.
+var ErrStale = errors.New("lock is stale")
+
+// Lock is a resolved, pinned package set for one distro release and architecture.
+type Lock struct {
+	Version         int       `json:"version"`
+	InputDigest     string    `json:"inputDigest"`
+	Distro          string    `json:"distro"`
+	Release         string    `json:"release"`
+	Arch            string    `json:"arch"`
+	SourceDateEpoch int64     `json:"sourceDateEpoch"`
+	Suites          []Suite   `json:"suites"`
+	Packages        []Package `json:"packages"`
+}
+
+// Suite records the signed Release file a lock was resolved against.
+type Suite struct {
+	Name string `json:"name"`
+	// Archive is the path component of the mirror the suite lives under
+	// ("debian", "debian-security"): a key, not a URL.
+	Archive       string `json:"archive"`
+	Date          string `json:"date"` // RFC3339 UTC
+	ReleaseSHA256 string `json:"releaseSHA256"`
+}
+
+// Package is one pinned binary package.
+type Package struct {
+	Name         string `json:"name"`
+	Version      string `json:"version"`
+	Architecture string `json:"architecture"`
+	Filename     string `json:"filename"`
+	Size         int64  `json:"size"`
+	SHA256       string `json:"sha256"`
+	Suite        string `json:"suite"`
+	// Essential is true for Essential: yes or Priority: required packages,
+	// which are extracted in stage 1.
+	Essential bool `json:"essential"`
+}
+
+// Path returns the lockfile path for a manifest: "<manifest>.lock.json" next to it.
+func Path(manifestPath string) string {
+	return manifestPath + ".lock.json"
+}
+
+// Sort orders suites and packages by name, as they are written.
+func (l *Lock) Sort() {
+	sort.SliceStable(l.Suites, func(i, j int) bool { return l.Suites[i].Name < l.Suites[j].Name })
+	sort.SliceStable(l.Packages, func(i, j int) bool { return l.Packages[i].Name < l.Packages[j].Name })
+}
+
+// Marshal returns the canonical encoding: sorted entries, two-space JSON and a trailing newline.
+func (l *Lock) Marshal() ([]byte, error) {
+	c := *l
+	c.Suites = append([]Suite(nil), l.Suites...)
+	c.Packages = append([]Package(nil), l.Packages...)
+	if c.Version == 0 {
+		c.Version = CurrentVersion
+	}
+	if c.Suites == nil {
+		c.Suites = []Suite{}
+	}
+	if c.Packages == nil {
+		c.Packages = []Package{}
+	}
+	c.Sort()
+	b, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Write writes the lock to path atomically (temporary file and rename).
+func (l *Lock) Write(path string) error {
+	b, err := l.Marshal()
+	if err != nil {
+		return fmt.Errorf("encode lock %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write lock: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write lock %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write lock %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write lock %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write lock %s: %w", path, err)
+	}
+	return nil
+}
+
+// Read reads and decodes the lock at path, rejecting unknown fields and versions.
+func Read(path string) (*Lock, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read lock: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var l Lock
+	if err := dec.Decode(&l); err != nil {
+		return nil, fmt.Errorf("read lock %s: %w", path, err)
+	}
+	if l.Version != CurrentVersion {
+		return nil, fmt.Errorf("read lock %s: unsupported version %d (want %d)", path, l.Version, CurrentVersion)
+	}
+	return &l, nil
+}
+
+// Verify reports, wrapping [ErrStale], whether the lock was not built from inputs with the given digest
+// or is otherwise unusable.
+func (l *Lock) Verify(inputDigest string) error {
+	switch {
+	case l.Version != CurrentVersion:
+		return fmt.Errorf("%w: version %d, want %d", ErrStale, l.Version, CurrentVersion)
+	case l.InputDigest != inputDigest:
+		return fmt.Errorf("%w: input digest %s, inputs now %s", ErrStale, l.InputDigest, inputDigest)
+	case len(l.Packages) == 0:
+		return fmt.Errorf("%w: no packages", ErrStale)
+	}
+	return nil
+}
