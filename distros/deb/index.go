@@ -183,16 +183,13 @@ func satisfies(v version.Version, op, want string) bool {
 		return c == 0
 	case ">=":
 		return c >= 0
-	case "<=", "<":
-		if op == "<" { // the deprecated "<" means "<="
-			return c <= 0
-		}
+	case "<=", "<": // the deprecated "<" means "<="
 		return c <= 0
 	case ">>":
 		return c > 0
 	case "<<":
 		return c < 0
-	case ">":
+	case ">": // the deprecated ">" means ">="
 		return c >= 0
 	}
 	return false

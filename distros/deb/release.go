@@ -163,24 +163,34 @@ func parseRelease(b []byte) (*release, error) {
 }
 
 // fetchPackages returns the decompressed Packages index of one component, verified against the
-// Release SHA256 list. The verified compressed file is cached under cacheDir keyed by its sha256.
+// Release SHA256 list. Verified indexes are cached under cacheDir/sha256/<hex>: the decompressed
+// index when the Release lists its hash (the usual case), else the compressed one. A cached file is
+// re-verified before use, so a damaged cache only costs a download.
 func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *release, comp, arch, cacheDir string) ([]byte, error) {
-	name := comp + "/binary-" + arch + "/Packages.xz"
+	plainName := comp + "/binary-" + arch + "/Packages"
+	name := plainName + ".xz"
 	want, ok := rel.sha256[name]
 	if !ok {
 		return nil, fmt.Errorf("suite %s: Release lists no %s", s.Name, name)
 	}
-	var cachePath string
-	if cacheDir != "" {
-		cachePath = filepath.Join(cacheDir, "sha256", want.sha256)
+	plainWant, havePlain := rel.sha256[plainName]
+	cached := func(h fileHash) []byte {
+		if cacheDir == "" {
+			return nil
+		}
+		b, err := os.ReadFile(filepath.Join(cacheDir, "sha256", h.sha256))
+		if err != nil || checkHash(b, h) != nil {
+			return nil
+		}
+		return b
 	}
-	var data []byte
-	if cachePath != "" {
-		if b, err := os.ReadFile(cachePath); err == nil && checkHash(b, want) == nil {
-			data = b
+	if havePlain {
+		if b := cached(plainWant); b != nil {
+			return b, nil
 		}
 	}
 	url := s.URI + "/dists/" + s.Name + "/" + name
+	data := cached(want)
 	if data == nil {
 		b, err := httpGet(ctx, c, url)
 		if err != nil {
@@ -190,8 +200,8 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 			return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
 		}
 		data = b
-		if cachePath != "" {
-			if err := writeFileAtomic(cachePath, b); err != nil {
+		if cacheDir != "" && !havePlain {
+			if err := writeFileAtomic(filepath.Join(cacheDir, "sha256", want.sha256), b); err != nil {
 				return nil, fmt.Errorf("cache %s: %w", url, err)
 			}
 		}
@@ -203,6 +213,16 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 	out, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
+	}
+	if havePlain {
+		if err := checkHash(out, plainWant); err != nil {
+			return nil, fmt.Errorf("suite %s: %s decompressed: %w", s.Name, url, err)
+		}
+		if cacheDir != "" {
+			if err := writeFileAtomic(filepath.Join(cacheDir, "sha256", plainWant.sha256), out); err != nil {
+				return nil, fmt.Errorf("cache %s: %w", url, err)
+			}
+		}
 	}
 	return out, nil
 }

@@ -47,7 +47,7 @@ type Package struct {
 	Size         int64  `json:"size"`
 	SHA256       string `json:"sha256"`
 	Suite        string `json:"suite"`
-	// Essential is true for Essential: yes or Priority: required packages,
+	// Essential is true for Essential: yes packages and what they (pre-)depend on,
 	// which are extracted in stage 1.
 	Essential bool `json:"essential"`
 }

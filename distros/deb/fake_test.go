@@ -1,0 +1,277 @@
+package deb
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/google/go-cmp/cmp"
+	"github.com/ulikunitz/xz"
+
+	"github.com/rootfsc/rootfsc/distros/lock"
+)
+
+var (
+	testNow  = time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	keysOnce sync.Once
+	goodKey  *openpgp.Entity
+	evilKey  *openpgp.Entity
+)
+
+func testKeys(t *testing.T) (*openpgp.Entity, *openpgp.Entity) {
+	keysOnce.Do(func() {
+		cfg := &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA, Time: func() time.Time { return testNow.Add(-time.Hour) }}
+		var err error
+		if goodKey, err = openpgp.NewEntity("fake archive", "", "archive@example.invalid", cfg); err != nil {
+			panic(err)
+		}
+		if evilKey, err = openpgp.NewEntity("evil", "", "evil@example.invalid", cfg); err != nil {
+			panic(err)
+		}
+	})
+	return goodKey, evilKey
+}
+
+type archiveOpts struct {
+	signer     *openpgp.Entity // default: the good key
+	validUntil time.Time       // zero: no Valid-Until
+	corrupt    bool            // serve a Packages.xz that does not match the Release
+	listPlain  bool            // list the uncompressed Packages in the Release too, as Debian does
+	hits       map[string]int  // request counts by path, filled in
+	mu         *sync.Mutex
+}
+
+// fakeArchive serves testdata/archive as a signed two-suite archive and returns its base URI and keyring path.
+func fakeArchive(t *testing.T, o archiveOpts) (string, string) {
+	t.Helper()
+	good, _ := testKeys(t)
+	if o.signer == nil {
+		o.signer = good
+	}
+	files := map[string][]byte{}
+	dates := map[string]time.Time{
+		"stable":         time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC),
+		"stable-updates": time.Date(2026, 1, 5, 8, 30, 0, 0, time.UTC),
+	}
+	for suite, date := range dates {
+		plain, err := os.ReadFile(filepath.Join("testdata/archive", suite, "Packages"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var xzb bytes.Buffer
+		w, err := xz.NewWriter(&xzb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(plain)
+		w.Close()
+		sum := sha256.Sum256(xzb.Bytes())
+		var rel bytes.Buffer
+		fmt.Fprintf(&rel, "Origin: Fake\nSuite: %s\nDate: %s\n", suite, date.Format(time.RFC1123))
+		if !o.validUntil.IsZero() {
+			fmt.Fprintf(&rel, "Valid-Until: %s\n", o.validUntil.Format(time.RFC1123))
+		}
+		fmt.Fprintf(&rel, "Architectures: amd64\nComponents: main\nSHA256:\n %s %d main/binary-amd64/Packages.xz\n",
+			hex.EncodeToString(sum[:]), xzb.Len())
+		if o.listPlain {
+			psum := sha256.Sum256(plain)
+			fmt.Fprintf(&rel, " %s %d main/binary-amd64/Packages\n", hex.EncodeToString(psum[:]), len(plain))
+		}
+		var signed bytes.Buffer
+		cw, err := clearsign.Encode(&signed, o.signer.PrivateKey, &packet.Config{Time: func() time.Time { return testNow.Add(-time.Minute) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cw.Write(rel.Bytes())
+		if err := cw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		files["/debian/dists/"+suite+"/InRelease"] = signed.Bytes()
+		pk := xzb.Bytes()
+		if o.corrupt {
+			pk = append(bytes.Clone(pk[:len(pk)-1]), pk[len(pk)-1]^0xff)
+		}
+		files["/debian/dists/"+suite+"/main/binary-amd64/Packages.xz"] = pk
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.hits != nil {
+			o.mu.Lock()
+			o.hits[r.URL.Path]++
+			o.mu.Unlock()
+		}
+		b, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(b)
+	}))
+	t.Cleanup(srv.Close)
+	var kr bytes.Buffer
+	if err := good.Serialize(&kr); err != nil {
+		t.Fatal(err)
+	}
+	keyring := filepath.Join(t.TempDir(), "keyring.gpg")
+	if err := os.WriteFile(keyring, kr.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return srv.URL + "/debian", keyring
+}
+
+func fakeRequest(uri, keyring string, pkgs ...string) Request {
+	return Request{
+		Distro: "debian", Release: "stable", Arch: "amd64", Keyring: keyring, Packages: pkgs,
+		Suites: []SuiteSource{
+			{Name: "stable", URI: uri, Archive: "debian", Components: []string{"main"}},
+			{Name: "stable-updates", URI: uri, Archive: "debian", Components: []string{"main"}},
+		},
+	}
+}
+
+func TestResolveFake(t *testing.T) {
+	uri, keyring := fakeArchive(t, archiveOpts{})
+	base := []string{"base-files", "libc6", "usr-is-merged"}
+	tests := []struct {
+		name     string
+		packages []string
+		want     []string // selected package names
+		wantErr  string
+	}{
+		{name: "essential only", want: base},
+		{name: "versioned dependency from the newer suite", packages: []string{"app"}, want: append([]string{"app", "libfoo"}, base...)},
+		{name: "virtual with one provider after a missing alternative", packages: []string{"needs-mta"}, want: append([]string{"exim", "needs-mta"}, base...)},
+		{name: "virtual satisfied by a selected provider", packages: []string{"awk-and-mawk"}, want: append([]string{"awk-and-mawk", "mawk"}, base...)},
+		{name: "virtual requested through a provider", packages: []string{"needs-awk", "gawk"}, want: append([]string{"gawk", "needs-awk"}, base...)},
+		{name: "virtual ambiguous", packages: []string{"needs-awk"}, wantErr: `needs-awk 1 depends on virtual package "awk" with several providers, none selected: gawk, mawk`},
+		{name: "unsatisfiable version", packages: []string{"wants-new-foo"}, wantErr: "wants-new-foo 1 depends on libfoo (>= 3), which no package in the suites satisfies"},
+		{name: "conflicts", packages: []string{"app", "clash"}, wantErr: "clash 1 conflicts with app, but both are selected (app 1.0)"},
+		{name: "breaks", packages: []string{"app", "breaker"}, wantErr: "breaker 1 breaks libfoo (<< 3), but both are selected (libfoo 2.1)"},
+		{name: "unknown package", packages: []string{"foo"}, wantErr: `unknown package "foo" in stable, stable-updates`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := Resolve(context.Background(), fakeRequest(uri, keyring, tt.packages...), Opts{Now: func() time.Time { return testNow }})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Resolve() error = %v, want containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append([]string(nil), tt.want...)
+			sortStrings(want)
+			if diff := cmp.Diff(want, lockNames(l)); diff != "" {
+				t.Errorf("Resolve() packages mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+func TestResolveFakeLock(t *testing.T) {
+	for _, listPlain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("listPlain=%v", listPlain), func(t *testing.T) { testResolveFakeLock(t, listPlain) })
+	}
+}
+
+func testResolveFakeLock(t *testing.T, listPlain bool) {
+	hits := map[string]int{}
+	uri, keyring := fakeArchive(t, archiveOpts{hits: hits, mu: &sync.Mutex{}, validUntil: testNow.Add(time.Hour), listPlain: listPlain})
+	req := fakeRequest(uri, keyring, "app")
+	opts := Opts{Now: func() time.Time { return testNow }, CacheDir: t.TempDir()}
+	l, err := Resolve(context.Background(), req, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range l.Suites {
+		if len(l.Suites[i].ReleaseSHA256) != 64 {
+			t.Errorf("suite %s: ReleaseSHA256 %q", l.Suites[i].Name, l.Suites[i].ReleaseSHA256)
+		}
+		l.Suites[i].ReleaseSHA256 = "" // signatures are not deterministic
+	}
+	want := &lock.Lock{
+		Version: 1, InputDigest: InputDigest(req), Distro: "debian", Release: "stable", Arch: "amd64",
+		SourceDateEpoch: time.Date(2026, 1, 5, 8, 30, 0, 0, time.UTC).Unix(),
+		Suites: []lock.Suite{
+			{Name: "stable", Archive: "debian", Date: "2026-01-01T10:00:00Z"},
+			{Name: "stable-updates", Archive: "debian", Date: "2026-01-05T08:30:00Z"},
+		},
+		Packages: []lock.Package{
+			{Name: "app", Version: "1.0", Architecture: "amd64", Filename: "pool/main/a/app/app_1.0_amd64.deb", Size: 10, SHA256: strings.Repeat("7", 64), Suite: "stable"},
+			{Name: "base-files", Version: "12", Architecture: "amd64", Filename: "pool/main/b/base-files/base-files_12_amd64.deb", Size: 100, SHA256: strings.Repeat("1", 64), Suite: "stable", Essential: true},
+			{Name: "libc6", Version: "2.36-9", Architecture: "amd64", Filename: "pool/main/g/glibc/libc6_2.36-9_amd64.deb", Size: 200, SHA256: strings.Repeat("2", 64), Suite: "stable", Essential: true},
+			{Name: "libfoo", Version: "2.1", Architecture: "amd64", Filename: "pool/main/f/foo/libfoo_2.1_amd64.deb", Size: 11, SHA256: strings.Repeat("02", 32), Suite: "stable-updates"},
+			{Name: "usr-is-merged", Version: "35", Architecture: "all", Filename: "pool/main/u/usrmerge/usr-is-merged_35_all.deb", Size: 10, SHA256: strings.Repeat("4", 64), Suite: "stable", Essential: true},
+		},
+	}
+	if diff := cmp.Diff(want, l); diff != "" {
+		t.Errorf("Resolve() mismatch (-want +got):\n%s", diff)
+	}
+	// A second resolve takes the indexes from the cache.
+	if _, err := Resolve(context.Background(), req, opts); err != nil {
+		t.Fatal(err)
+	}
+	if n := hits["/debian/dists/stable/main/binary-amd64/Packages.xz"]; n != 1 {
+		t.Errorf("Packages.xz fetched %d times, want 1 (cached)", n)
+	}
+}
+
+func TestResolveFakeArchiveErrors(t *testing.T) {
+	_, evil := testKeys(t)
+	tests := []struct {
+		name    string
+		opts    archiveOpts
+		wantErr string
+	}{
+		{"bad signature", archiveOpts{signer: evil}, "suite stable: bad signature on http://127.0.0.1"},
+		{"expired", archiveOpts{validUntil: testNow.Add(-time.Hour)}, "expired: Valid-Until 2026-01-10T11:00:00Z"},
+		{"hash mismatch", archiveOpts{corrupt: true}, "main/binary-amd64/Packages.xz: sha256 mismatch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			uri, keyring := fakeArchive(t, tt.opts)
+			_, err := Resolve(context.Background(), fakeRequest(uri, keyring), Opts{Now: func() time.Time { return testNow }})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Resolve() error = %v, want containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestInputDigest(t *testing.T) {
+	a := fakeRequest("http://one.invalid/debian", "", "b", "a", "a")
+	b := fakeRequest("http://two.invalid/debian", "/other", "a", "b")
+	b.Suites[0], b.Suites[1] = b.Suites[1], b.Suites[0]
+	if InputDigest(a) != InputDigest(b) {
+		t.Errorf("InputDigest depends on mirror, keyring, order or duplicates")
+	}
+	c := fakeRequest("http://one.invalid/debian", "", "a", "b", "c")
+	if InputDigest(a) == InputDigest(c) {
+		t.Errorf("InputDigest ignores packages")
+	}
+	if !strings.HasPrefix(InputDigest(a), "sha256:") {
+		t.Errorf("InputDigest = %q", InputDigest(a))
+	}
+}

@@ -1,0 +1,197 @@
+package deb
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rootfsc/rootfsc/distros/lock"
+)
+
+var realPackages = []string{"systemd", "init", "iptables", "chrony", "kmod", "dbus", "libseccomp2"}
+
+func bookwormRequest(t *testing.T) Request {
+	t.Helper()
+	srcs, err := Mirrors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"bookworm", "bookworm-updates", "bookworm-security"}
+	var suites []SuiteSource
+	for _, s := range srcs {
+		if slices.Contains(want, s.Name) {
+			suites = append(suites, s)
+		}
+	}
+	if len(suites) != len(want) {
+		t.Skipf("host apt sources lack %v (have %+v)", want, srcs)
+	}
+	return Request{Distro: "debian", Release: "bookworm", Arch: "amd64", Suites: suites, Packages: realPackages}
+}
+
+func TestResolveRealMirror(t *testing.T) {
+	if testing.Short() {
+		t.Skip("resolves against the host's real mirror")
+	}
+	req := bookwormRequest(t)
+	opts := Opts{CacheDir: t.TempDir()}
+	start := time.Now()
+	l, err := Resolve(context.Background(), req, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first Resolve: %d packages in %s", len(l.Packages), time.Since(start))
+	names := lockNames(l)
+	if !slices.Contains(names, "usr-is-merged") || slices.Contains(names, "usrmerge") {
+		t.Errorf("want usr-is-merged and not usrmerge, got %v", names)
+	}
+	for _, n := range append(slices.Clone(realPackages), "apt", "base-files", "dpkg") {
+		if !slices.Contains(names, n) {
+			t.Errorf("package %s missing from the lock", n)
+		}
+	}
+	if n := len(l.Packages); n < 115 || n > 140 {
+		t.Errorf("got %d packages, want about 127: %v", n, names)
+	}
+	if len(l.Suites) != 3 || l.SourceDateEpoch == 0 || l.InputDigest != InputDigest(req) {
+		t.Errorf("bad lock header: %+v", l.Suites)
+	}
+	start = time.Now()
+	l2, err := Resolve(context.Background(), req, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cached Resolve: %s", time.Since(start))
+	if diff := cmp.Diff(l, l2); diff != "" {
+		t.Errorf("second Resolve() mismatch (-first +second):\n%s", diff)
+	}
+}
+
+func lockNames(l *lock.Lock) []string {
+	var out []string
+	for _, p := range l.Packages {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+// mmdebstrapAllowed lists packages on which rootfsc and mmdebstrap are known to differ.
+var mmdebstrapAllowed = map[string]string{}
+
+func TestMatchesMmdebstrap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs mmdebstrap against the real mirror")
+	}
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		t.Skip("mmdebstrap not installed")
+	}
+	if os.Getenv("ROOTFSC_TEST_MMDEBSTRAP") == "" {
+		t.Skip("set ROOTFSC_TEST_MMDEBSTRAP=1 to compare against mmdebstrap (slow)")
+	}
+	req := bookwormRequest(t)
+	l, err := Resolve(context.Background(), req, Opts{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "root")
+	args := []string{"--variant=required", "--include=" + strings.Join(realPackages, ","),
+		"--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr", "--skip=cleanup/apt", "bookworm", dir}
+	for _, s := range req.Suites {
+		args = append(args, "deb "+s.URI+" "+s.Name+" "+strings.Join(s.Components, " "))
+	}
+	if out, err := exec.Command("mmdebstrap", args...).CombinedOutput(); err != nil {
+		t.Fatalf("mmdebstrap: %v\n%s", err, out)
+	}
+	out, err := exec.Command("dpkg-query", "--admindir="+filepath.Join(dir, "var/lib/dpkg"), "-W", "-f=${Package} ${Version}\n").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		n, v, _ := strings.Cut(line, " ")
+		theirs[n] = v
+	}
+	ours := map[string]string{}
+	for _, p := range l.Packages {
+		ours[p.Name] = p.Version
+	}
+	var diffs []string
+	for n, v := range ours {
+		if tv, ok := theirs[n]; !ok {
+			diffs = append(diffs, "only rootfsc: "+n)
+		} else if tv != v {
+			diffs = append(diffs, "version of "+n+": rootfsc "+v+", mmdebstrap "+tv)
+		}
+	}
+	for n := range theirs {
+		if _, ok := ours[n]; !ok {
+			diffs = append(diffs, "only mmdebstrap: "+n)
+		}
+	}
+	sort.Strings(diffs)
+	for _, d := range diffs {
+		t.Log(d)
+		name := d[strings.LastIndex(d, " ")+1:]
+		if strings.HasPrefix(d, "version of ") {
+			name = strings.TrimSuffix(strings.Fields(d)[2], ":")
+		}
+		if _, ok := mmdebstrapAllowed[name]; !ok {
+			t.Errorf("undocumented difference: %s", d)
+		}
+	}
+}
+
+func TestExtractRealDebs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("downloads packages from the host's real mirror")
+	}
+	req := bookwormRequest(t)
+	l, err := Resolve(context.Background(), req, Opts{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uris := map[string]string{}
+	for _, s := range req.Suites {
+		uris[s.Name] = s.URI
+	}
+	root := t.TempDir()
+	for _, d := range []string{"bin", "sbin", "lib", "lib64"} {
+		os.MkdirAll(filepath.Join(root, "usr", d), 0o755)
+		os.Symlink("usr/"+d, filepath.Join(root, d))
+	}
+	debs := t.TempDir()
+	for _, p := range l.Packages {
+		if !slices.Contains([]string{"base-files", "bash", "coreutils", "libc6", "usr-is-merged", "passwd"}, p.Name) {
+			continue
+		}
+		b, err := httpGet(context.Background(), http.DefaultClient, uris[p.Suite]+"/"+p.Filename)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkHash(b, fileHash{p.Size, p.SHA256}); err != nil {
+			t.Fatalf("%s: %v", p.Filename, err)
+		}
+		deb := filepath.Join(debs, filepath.Base(p.Filename))
+		os.WriteFile(deb, b, 0o644)
+		if err := Extract(context.Background(), deb, root); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"usr/bin/bash", "bin/bash", "usr/bin/ls", "lib64/ld-linux-x86-64.so.2", "etc/os-release"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("after extraction: %v", err)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(root, "bin")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("merged-/usr link bin replaced: %v", err)
+	}
+}

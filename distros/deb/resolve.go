@@ -1,0 +1,481 @@
+package deb
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"pault.ag/go/debian/version"
+
+	"github.com/rootfsc/rootfsc/distros/lock"
+)
+
+// Request describes what to resolve.
+type Request struct {
+	Distro, Release, Arch string
+	// Suites to merge, e.g. bookworm, bookworm-updates, bookworm-security, each with its mirror URI.
+	Suites []SuiteSource
+	// Packages is the distro default set plus user packages; Priority: required and Essential: yes
+	// packages are always added.
+	Packages []string
+	// Keyring is the path to an OpenPGP keyring (binary or armored); empty means [DefaultKeyring].
+	Keyring string
+}
+
+// SuiteSource is one suite of one mirror.
+type SuiteSource struct {
+	Name string
+	// URI is the mirror base, like http://HOST/debian; it is transport only and not part of [InputDigest].
+	URI string
+	// Archive is the last path element of URI ("debian", "debian-security").
+	Archive    string
+	Components []string
+}
+
+// Opts are the knobs of [Resolve] that do not change its result.
+type Opts struct {
+	Client   *http.Client     // default http.DefaultClient
+	CacheDir string           // verified Packages.xz files, keyed by sha256; "" disables the cache
+	Now      func() time.Time // default time.Now; checked against Valid-Until and key expiry
+}
+
+// preferredAlternatives are chosen over earlier alternatives of the same dependency:
+// "usrmerge | usr-is-merged" must resolve to usr-is-merged (merged /usr is made by the builder).
+var preferredAlternatives = []string{"usr-is-merged"}
+
+// InputDigest returns the sha256 digest of the canonical resolver inputs: distro, release, arch,
+// suite names, archives and components, and the sorted, deduplicated packages. Mirror URIs and the
+// keyring are transport and are left out.
+func InputDigest(req Request) string {
+	type suite struct {
+		Name       string   `json:"name"`
+		Archive    string   `json:"archive"`
+		Components []string `json:"components"`
+	}
+	in := struct {
+		Distro   string   `json:"distro"`
+		Release  string   `json:"release"`
+		Arch     string   `json:"arch"`
+		Suites   []suite  `json:"suites"`
+		Packages []string `json:"packages"`
+	}{Distro: req.Distro, Release: req.Release, Arch: req.Arch, Suites: []suite{}, Packages: []string{}}
+	for _, s := range req.Suites {
+		c := slices.Clone(s.Components)
+		sort.Strings(c)
+		if c == nil {
+			c = []string{}
+		}
+		in.Suites = append(in.Suites, suite{s.Name, suiteArchive(s), c})
+	}
+	sort.Slice(in.Suites, func(i, j int) bool { return in.Suites[i].Name < in.Suites[j].Name })
+	in.Packages = append(in.Packages, req.Packages...)
+	sort.Strings(in.Packages)
+	in.Packages = slices.Compact(in.Packages)
+	b, _ := json.Marshal(in)
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// suiteArchive returns s.Archive, or the last path element of s.URI when it is empty.
+func suiteArchive(s SuiteSource) string {
+	if s.Archive != "" {
+		return s.Archive
+	}
+	return archiveOf(s.URI)
+}
+
+type suiteResult struct {
+	rel  *release
+	pkgs []*pkg
+	err  error
+}
+
+// Resolve fetches and verifies the suites' indexes, merges them (highest version wins) and returns
+// the lock of the dependency closure of the requested, required and essential packages.
+func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
+	if req.Arch == "" {
+		return nil, fmt.Errorf("resolve: no architecture")
+	}
+	if len(req.Suites) == 0 {
+		return nil, fmt.Errorf("resolve: no suites")
+	}
+	client := opts.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	keyring, err := readKeyring(req.Keyring)
+	if err != nil {
+		return nil, err
+	}
+	suites := slices.Clone(req.Suites)
+	sort.SliceStable(suites, func(i, j int) bool { return suites[i].Name < suites[j].Name })
+
+	results := make([]suiteResult, len(suites))
+	var wg sync.WaitGroup
+	for i, s := range suites {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			r.rel, r.err = fetchRelease(ctx, client, s, keyring, now())
+			if r.err != nil {
+				return
+			}
+			comps := s.Components
+			if len(comps) == 0 {
+				comps = []string{"main"}
+			}
+			for _, c := range comps {
+				b, err := fetchPackages(ctx, client, s, r.rel, c, req.Arch, opts.CacheDir)
+				if err != nil {
+					r.err = err
+					return
+				}
+				if err := parsePackages(b, s.Name, req.Arch, func(p *pkg) { r.pkgs = append(r.pkgs, p) }); err != nil {
+					r.err = fmt.Errorf("suite %s: %w", s.Name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	l := &lock.Lock{
+		Version: lock.CurrentVersion, InputDigest: InputDigest(req),
+		Distro: req.Distro, Release: req.Release, Arch: req.Arch,
+	}
+	universe := map[string]*pkg{}
+	for i, s := range suites {
+		r := results[i]
+		if r.err != nil {
+			return nil, r.err
+		}
+		sum := sha256.Sum256(r.rel.raw)
+		l.Suites = append(l.Suites, lock.Suite{
+			Name: s.Name, Archive: suiteArchive(s),
+			Date: r.rel.date.UTC().Format(time.RFC3339), ReleaseSHA256: hex.EncodeToString(sum[:]),
+		})
+		if e := r.rel.date.Unix(); e > l.SourceDateEpoch {
+			l.SourceDateEpoch = e
+		}
+		for _, p := range r.pkgs {
+			if old, ok := universe[p.Name]; !ok || version.Compare(p.version(), old.version()) > 0 {
+				universe[p.Name] = p
+			}
+		}
+	}
+	suiteNames := make([]string, len(suites))
+	for i, s := range suites {
+		suiteNames[i] = s.Name
+	}
+	sel, err := closure(universe, req.Packages, strings.Join(suiteNames, ", "))
+	if err != nil {
+		return nil, err
+	}
+	ess, err := essentialSet(universe, sel)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range sel {
+		l.Packages = append(l.Packages, lock.Package{
+			Name: p.Name, Version: p.Version, Architecture: p.Architecture, Filename: p.Filename,
+			Size: p.Size, SHA256: p.SHA256, Suite: p.Suite,
+			Essential: ess[p.Name],
+		})
+	}
+	l.Sort()
+	return l, nil
+}
+
+type provider struct {
+	p       *pkg
+	version string // provided version, "" if unversioned
+}
+
+type resolver struct {
+	pkgs      map[string]*pkg
+	provides  map[string][]provider
+	selected  map[string]*pkg
+	queue     []*pkg
+	deferred  []deferredDep
+	relations map[*pkg][][]rel
+}
+
+type deferredDep struct {
+	from *pkg
+	alts []rel
+}
+
+func newResolver(universe map[string]*pkg) *resolver {
+	r := &resolver{pkgs: universe, provides: map[string][]provider{}, selected: map[string]*pkg{}}
+	for _, p := range universe {
+		if p.Provides == "" {
+			continue
+		}
+		groups, err := parseRelations(p.Provides)
+		if err != nil {
+			continue
+		}
+		for _, g := range groups {
+			for _, a := range g {
+				r.provides[a.Name] = append(r.provides[a.Name], provider{p, a.Version})
+			}
+		}
+	}
+	for _, ps := range r.provides {
+		sort.Slice(ps, func(i, j int) bool { return ps[i].p.Name < ps[j].p.Name })
+	}
+	return r
+}
+
+// candidates returns the packages that can satisfy d: the real package of that name first, then providers.
+func (r *resolver) candidates(d rel) []*pkg {
+	var out []*pkg
+	if p, ok := r.pkgs[d.Name]; ok && satisfies(p.version(), d.Op, d.Version) {
+		out = append(out, p)
+	}
+	for _, pr := range r.provides[d.Name] {
+		if d.Op != "" {
+			if pr.version == "" {
+				continue
+			}
+			v, err := version.Parse(pr.version)
+			if err != nil || !satisfies(v, d.Op, d.Version) {
+				continue
+			}
+		}
+		if !slices.Contains(out, pr.p) {
+			out = append(out, pr.p)
+		}
+	}
+	return out
+}
+
+func (r *resolver) satisfied(alts []rel) bool {
+	for _, a := range alts {
+		for _, c := range r.candidates(a) {
+			if r.selected[c.Name] == c {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *resolver) add(p *pkg) {
+	if _, ok := r.selected[p.Name]; ok {
+		return
+	}
+	r.selected[p.Name] = p
+	r.queue = append(r.queue, p)
+}
+
+func formatAlts(alts []rel) string {
+	s := make([]string, len(alts))
+	for i, a := range alts {
+		s[i] = a.String()
+	}
+	return strings.Join(s, " | ")
+}
+
+func pkgNames(ps []*pkg) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.Name
+	}
+	return strings.Join(s, ", ")
+}
+
+// choose picks the package for an unsatisfied dependency: a preferred alternative, else the first
+// alternative that has a real package or exactly one provider.
+func (r *resolver) choose(d deferredDep) (*pkg, error) {
+	for _, a := range d.alts {
+		if slices.Contains(preferredAlternatives, a.Name) {
+			if p, ok := r.pkgs[a.Name]; ok && satisfies(p.version(), a.Op, a.Version) {
+				return p, nil
+			}
+		}
+	}
+	for _, a := range d.alts {
+		c := r.candidates(a)
+		switch {
+		case len(c) == 0:
+			continue
+		case c[0].Name == a.Name || len(c) == 1:
+			return c[0], nil
+		default:
+			return nil, fmt.Errorf("%s %s depends on virtual package %q with several providers, none selected: %s (add one to the package list)",
+				d.from.Name, d.from.Version, a.Name, pkgNames(c))
+		}
+	}
+	return nil, fmt.Errorf("%s %s depends on %s, which no package in the suites satisfies", d.from.Name, d.from.Version, formatAlts(d.alts))
+}
+
+func (r *resolver) deps(p *pkg) ([][]rel, error) {
+	pre, err := parseRelations(p.PreDepends)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Pre-Depends: %w", p.Name, err)
+	}
+	dep, err := parseRelations(p.Depends)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Depends: %w", p.Name, err)
+	}
+	return append(pre, dep...), nil
+}
+
+// closure selects the requested, required and essential packages and everything they (pre-)depend on.
+// Dependencies with a single obvious candidate are followed first; choices between alternatives or
+// providers are made only when nothing else is pending, so that packages already pulled in win.
+func closure(universe map[string]*pkg, requested []string, suites string) ([]*pkg, error) {
+	r := newResolver(universe)
+	var roots []string
+	for name, p := range universe {
+		if p.Essential || p.Priority == "required" {
+			roots = append(roots, name)
+		}
+	}
+	sort.Strings(roots)
+	for _, n := range roots {
+		r.add(universe[n])
+	}
+	req := slices.Clone(requested)
+	sort.Strings(req)
+	for _, n := range slices.Compact(req) {
+		if p, ok := universe[n]; ok {
+			r.add(p)
+			continue
+		}
+		switch c := r.candidates(rel{Name: n}); len(c) {
+		case 0:
+			return nil, fmt.Errorf("unknown package %q in %s", n, suites)
+		case 1:
+			r.add(c[0])
+		default:
+			return nil, fmt.Errorf("requested package %q is virtual with several providers: %s", n, pkgNames(c))
+		}
+	}
+	for len(r.queue) > 0 || len(r.deferred) > 0 {
+		for len(r.queue) > 0 {
+			p := r.queue[0]
+			r.queue = r.queue[1:]
+			groups, err := r.deps(p)
+			if err != nil {
+				return nil, err
+			}
+			for _, g := range groups {
+				if r.satisfied(g) {
+					continue
+				}
+				if len(g) == 1 {
+					if c := r.candidates(g[0]); len(c) == 1 || (len(c) > 1 && c[0].Name == g[0].Name) {
+						r.add(c[0])
+						continue
+					} else if len(c) == 0 {
+						return nil, fmt.Errorf("%s %s depends on %s, which no package in the suites satisfies", p.Name, p.Version, g[0])
+					}
+				}
+				r.deferred = append(r.deferred, deferredDep{p, g})
+			}
+		}
+		if len(r.deferred) > 0 {
+			d := r.deferred[0]
+			r.deferred = r.deferred[1:]
+			if r.satisfied(d.alts) {
+				continue
+			}
+			p, err := r.choose(d)
+			if err != nil {
+				return nil, err
+			}
+			r.add(p)
+		}
+	}
+	var out []*pkg
+	for _, p := range r.selected {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if err := r.checkConflicts(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (r *resolver) checkConflicts(sel []*pkg) error {
+	for _, p := range sel {
+		for _, field := range []struct{ name, value string }{{"conflicts with", p.Conflicts}, {"breaks", p.Breaks}} {
+			groups, err := parseRelations(field.value)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.Name, err)
+			}
+			for _, g := range groups {
+				for _, a := range g {
+					for _, c := range r.candidates(a) {
+						if c != p && r.selected[c.Name] == c {
+							return fmt.Errorf("%s %s %s %s, but both are selected (%s %s)", p.Name, p.Version, field.name, a, c.Name, c.Version)
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// essentialSet is the set the first install stage lays down: the Essential: yes packages and,
+// transitively, the selected packages they (pre-)depend on. Without their libraries (libc6 is not
+// Essential itself) not even /bin/sh runs, which is why debootstrap and mmdebstrap extract the same set.
+func essentialSet(universe map[string]*pkg, sel []*pkg) (map[string]bool, error) {
+	r := newResolver(universe)
+	for _, p := range sel {
+		r.selected[p.Name] = p
+	}
+	out := map[string]bool{}
+	var queue []*pkg
+	for _, p := range sel {
+		if p.Essential {
+			out[p.Name] = true
+			queue = append(queue, p)
+		}
+	}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		groups, err := r.deps(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, alts := range groups {
+			for _, a := range alts {
+				var hit *pkg
+				for _, c := range r.candidates(a) {
+					if r.selected[c.Name] == c {
+						hit = c
+						break
+					}
+				}
+				if hit == nil {
+					continue
+				}
+				if !out[hit.Name] {
+					out[hit.Name] = true
+					queue = append(queue, hit)
+				}
+				break
+			}
+		}
+	}
+	return out, nil
+}

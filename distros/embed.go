@@ -1,0 +1,59 @@
+package distros
+
+import (
+	"cmp"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/cuecontext"
+)
+
+// FS holds <distro>/distro.cue for every distro rootfsc knows.
+//
+//go:embed */distro.cue
+var FS embed.FS
+
+// DistroInfo summarises one distro for `rootfsc distros`.
+type DistroInfo struct {
+	Name     string
+	Family   string
+	Releases []string // sorted
+}
+
+// List returns the distros in [FS], sorted by name. It panics if an embedded
+// definition does not compile, which the package tests rule out.
+func List() []DistroInfo {
+	files, err := fs.Glob(FS, "*/distro.cue")
+	if err != nil {
+		panic(err)
+	}
+	ctx := cuecontext.New()
+	var out []DistroInfo
+	for _, f := range files {
+		src, err := FS.ReadFile(f)
+		if err != nil {
+			panic(err)
+		}
+		v := ctx.CompileBytes(src, cue.Filename(path.Join("distros", f)))
+		var d struct {
+			Name     string         `json:"name"`
+			Family   string         `json:"family"`
+			Releases map[string]any `json:"releases"`
+		}
+		if err := v.Decode(&d); err != nil {
+			panic(fmt.Sprintf("distros: %s: %v", f, err))
+		}
+		info := DistroInfo{Name: d.Name, Family: d.Family}
+		for r := range d.Releases {
+			info.Releases = append(info.Releases, r)
+		}
+		slices.Sort(info.Releases)
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b DistroInfo) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}

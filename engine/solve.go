@@ -1,0 +1,242 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/moby/buildkit/client"
+	bkllb "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/util/progress/progressui"
+	"github.com/tonistiigi/fsutil"
+)
+
+// Output is one export of the solved state.
+type Output struct {
+	Type string // "dir"|"tar"
+	Dest string
+}
+
+// Opts configures Connect and Solve.
+type Opts struct {
+	Addr        string // "" -> BUILDKIT_HOST -> embedded daemon
+	StateDir    string // default ROOTFSC_STATE_DIR or /var/lib/rootfsc ; socket = StateDir/buildkitd.sock
+	Progress    string // auto|plain|tty|rawjson|quiet
+	ProgressOut io.Writer
+	LocalDirs   map[string]string // llb.Local name -> host dir
+}
+
+// Result carries the exporter response of the (last) solve.
+type Result struct {
+	ExporterResponse map[string]string
+}
+
+// Solve builds def and writes each output. Each output is its own solve;
+// BuildKit's cache makes the repeats cheap.
+func Solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Opts) (*Result, error) {
+	if def == nil {
+		return nil, errors.New("engine: nil definition")
+	}
+	for _, o := range outputs {
+		if o.Type != "dir" && o.Type != "tar" {
+			return nil, fmt.Errorf("engine: unknown output type %q (want dir or tar)", o.Type)
+		}
+		if o.Dest == "" {
+			return nil, fmt.Errorf("engine: %s output without a destination", o.Type)
+		}
+	}
+	mode := progressui.DisplayMode(opts.Progress)
+	switch mode {
+	case "", progressui.AutoMode, progressui.PlainMode, progressui.TtyMode, progressui.RawJSONMode, progressui.QuietMode:
+	default:
+		return nil, fmt.Errorf("engine: unknown progress mode %q (auto|plain|tty|rawjson|quiet)", opts.Progress)
+	}
+	mounts := map[string]fsutil.FS{}
+	for name, dir := range opts.LocalDirs {
+		fs, err := fsutil.NewFS(dir)
+		if err != nil {
+			return nil, fmt.Errorf("engine: local %q (%s): %w", name, dir, err)
+		}
+		mounts[name] = fs
+	}
+
+	c, err := Connect(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+
+	res := &Result{ExporterResponse: map[string]string{}}
+	if len(outputs) == 0 {
+		resp, err := solveOne(ctx, c, def, nil, mounts, opts)
+		if err != nil {
+			return nil, err
+		}
+		merge(res, resp)
+		return res, nil
+	}
+	for _, o := range outputs {
+		var resp *client.SolveResponse
+		switch o.Type {
+		case "tar":
+			resp, err = solveTar(ctx, c, def, o.Dest, mounts, opts)
+		case "dir":
+			resp, err = solveDir(ctx, c, def, o.Dest, mounts, opts)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("engine: %s output %s: %w", o.Type, o.Dest, err)
+		}
+		merge(res, resp)
+	}
+	return res, nil
+}
+
+func merge(res *Result, resp *client.SolveResponse) {
+	if resp == nil {
+		return
+	}
+	for k, v := range resp.ExporterResponse {
+		res.ExporterResponse[k] = v
+	}
+}
+
+// solveOne runs a single solve with the given exports and shows progress.
+func solveOne(ctx context.Context, c *client.Client, def *bkllb.Definition, exports []client.ExportEntry, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
+	out := opts.ProgressOut
+	if out == nil {
+		out = os.Stderr
+	}
+	mode := progressui.DisplayMode(opts.Progress)
+	if mode == "" {
+		mode = progressui.AutoMode
+	}
+	disp, err := progressui.NewDisplay(out, mode)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan *client.SolveStatus)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Display errors are cosmetic; the solve error is what matters.
+		disp.UpdateFrom(context.WithoutCancel(ctx), ch)
+	}()
+	resp, err := c.Solve(ctx, def, client.SolveOpt{
+		Exports:     exports,
+		LocalMounts: mounts,
+	}, ch)
+	<-done
+	return resp, err
+}
+
+type syncCloser struct{ *os.File }
+
+func (f syncCloser) Close() error {
+	if err := f.File.Sync(); err != nil {
+		f.File.Close()
+		return err
+	}
+	return f.File.Close()
+}
+
+func solveTar(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
+	parent, base := filepath.Dir(dest), filepath.Base(dest)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	var tmp *os.File
+	cleanup := func() {
+		if tmp != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}
+	resp, err := solveOne(ctx, c, def, []client.ExportEntry{{
+		Type: client.ExporterTar,
+		Output: func(map[string]string) (io.WriteCloser, error) {
+			f, err := os.CreateTemp(parent, base+".tmp-*")
+			if err != nil {
+				return nil, err
+			}
+			tmp = f
+			return syncCloser{f}, nil
+		},
+	}}, mounts, opts)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	if tmp == nil {
+		return nil, errors.New("tar exporter produced no output")
+	}
+	tmp.Close() // in case the exporter did not
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		cleanup()
+		return nil, err
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		cleanup()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// solveDir streams the tar exporter through a pipe into unpackDir, so
+// owners, devices and xattrs survive (the local exporter rewrites owners).
+func solveDir(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
+	var pw *io.PipeWriter
+	type unpackResult struct {
+		tmp string
+		err error
+	}
+	unpacked := make(chan unpackResult, 1)
+	resp, err := solveOne(ctx, c, def, []client.ExportEntry{{
+		Type: client.ExporterTar,
+		Output: func(map[string]string) (io.WriteCloser, error) {
+			pr, w := io.Pipe()
+			pw = w
+			go func() {
+				tmp, err := unpackTemp(pr, dest)
+				// Make later writes fail instead of blocking.
+				pr.CloseWithError(errOr(err, io.ErrClosedPipe))
+				unpacked <- unpackResult{tmp, err}
+			}()
+			return w, nil
+		},
+	}}, mounts, opts)
+	if pw == nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, errors.New("tar exporter produced no output")
+	}
+	if err != nil {
+		pw.CloseWithError(err)
+		u := <-unpacked
+		if u.err == nil {
+			os.RemoveAll(u.tmp)
+			return nil, err
+		}
+		return nil, errors.Join(err, fmt.Errorf("unpacking: %w", u.err))
+	}
+	pw.Close()
+	u := <-unpacked
+	if u.err != nil {
+		return nil, fmt.Errorf("unpacking: %w", u.err)
+	}
+	if err := replace(u.tmp, dest); err != nil {
+		os.RemoveAll(u.tmp)
+		return nil, err
+	}
+	return resp, nil
+}
+
+func errOr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}

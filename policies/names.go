@@ -1,0 +1,43 @@
+package policies
+
+// RequestNames lists, sorted, the agent ttRPC requests a policy can decide on
+// (the agent's API when Agent Policy landed). A rule ending in "Request" whose
+// name is not here is reported by [Check] as a likely typo.
+var RequestNames = []string{
+	"AddARPNeighborsRequest",
+	"AddSwapRequest",
+	"CloseStdinRequest",
+	"CopyFileRequest",
+	"CreateContainerRequest",
+	"CreateSandboxRequest",
+	"DestroySandboxRequest",
+	"ExecProcessRequest",
+	"GetMetricsRequest",
+	"GetOOMEventRequest",
+	"GuestDetailsRequest",
+	"ListInterfacesRequest",
+	"ListRoutesRequest",
+	"MemHotplugByProbeRequest",
+	"OnlineCPUMemRequest",
+	"PauseContainerRequest",
+	"PullImageRequest",
+	"ReadStreamRequest",
+	"RemoveContainerRequest",
+	"RemoveStaleVirtiofsShareMountsRequest",
+	"ReseedRandomDevRequest",
+	"ResumeContainerRequest",
+	"SetGuestDateTimeRequest",
+	"SetPolicyRequest",
+	"SignalProcessRequest",
+	"StartContainerRequest",
+	"StartTracingRequest",
+	"StatsContainerRequest",
+	"StopTracingRequest",
+	"TtyWinResizeRequest",
+	"UpdateContainerRequest",
+	"UpdateEphemeralMountsRequest",
+	"UpdateInterfaceRequest",
+	"UpdateRoutesRequest",
+	"WaitProcessRequest",
+	"WriteStreamRequest",
+}

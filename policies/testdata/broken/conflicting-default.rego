@@ -1,0 +1,5 @@
+package agent_policy
+
+default ExecProcessRequest := true
+
+default ExecProcessRequest := false

@@ -1,0 +1,5 @@
+package agent_policy
+
+ExecProccessRequest {
+	true
+}

@@ -1,0 +1,7 @@
+package agent_policy
+
+default CreateContainerRequest := true
+
+ExecProcessRequest if {
+	input.process.Args[0] == 
+}

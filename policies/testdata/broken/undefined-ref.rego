@@ -1,0 +1,5 @@
+package agent_policy
+
+default CreateContainerRequest := false
+
+CreateContainerRequest if allowed_image

@@ -1,0 +1,3 @@
+package agent_policy
+
+default LaunchMissilesRequest := false

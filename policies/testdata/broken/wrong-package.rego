@@ -1,0 +1,3 @@
+package kata
+
+default CreateContainerRequest := true
