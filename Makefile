@@ -40,7 +40,7 @@ vet:
 
 # All tiers: unit, CLI scripts and the integration tests (real buildkitd, real mirror, mmdebstrap).
 test: deps tools vet
-	ROOTFSC_BIN=$(BIN) $(GO) test -count=1 -timeout 60m ./...
+	ROOTFSC_BIN=$(BIN) ROOTFSC_TEST_MMDEBSTRAP=1 $(GO) test -count=1 -timeout 60m ./...
 
 # Unit and CLI tests only: no daemon, no network.
 test-short: tools

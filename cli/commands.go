@@ -205,12 +205,27 @@ func runBuild(e *env, args []string) error {
 		ProgressOut: e.stderr,
 		LocalDirs:   map[string]string{helperLocal: helperDir},
 	}); err != nil {
-		return err
+		return namePackage(err, lk)
 	}
 	for _, o := range outputs {
 		fmt.Fprintf(e.stdout, "%s: %s\n", o.Type, o.Dest)
 	}
 	return nil
+}
+
+// namePackage turns BuildKit's "digest mismatch sha256:…" into an error that names the locked
+// package whose bytes did not match, since the digest alone means nothing to a user.
+func namePackage(err error, lk *lock.Lock) error {
+	msg := err.Error()
+	if !strings.Contains(msg, "digest mismatch") {
+		return err
+	}
+	for _, p := range lk.Packages {
+		if strings.Contains(msg, "sha256:"+p.SHA256) {
+			return fmt.Errorf("package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w", p.Name, p.Version, p.Filename, p.SHA256, err)
+		}
+	}
+	return err
 }
 
 // helperDir is the folder holding this rootfsc executable, which runs inside the build as the
