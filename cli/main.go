@@ -45,6 +45,7 @@ func init() {
 		{"lock", "lock MANIFEST [--mirror URL]", "resolve the packages and write MANIFEST.lock.json", runLock},
 		{"vet", "vet MANIFEST", "check the manifest against the schema and the lock's freshness (no daemon)", runVet},
 		{"llb", "llb MANIFEST [--mirror URL]", "print the LLB definition (for `buildctl build`) on stdout", runLLB},
+		{"policy", "policy check FILE... | policy eval --policy FILE --input INPUT.json REQUEST", "check agent policies; evaluate a request as OPA's REST API would", runPolicy},
 		{"distros", "distros", "list the distros and releases rootfsc knows", runDistros},
 		{"version", "version", "print rootfsc's version", runVersion},
 		{"help", "help", "list the commands", nil},
