@@ -77,7 +77,10 @@ func (l *loaded) current(e *env, mirror string, locked, write bool) (*lock.Lock,
 		return lk, mirrorMap(req), nil
 	}
 	if locked {
-		return nil, nil, fmt.Errorf("--locked: %w", err)
+		if why := staleReason(req, lk, err); why != "" {
+			return nil, nil, fmt.Errorf("--locked: %s: %w (%s); run rootfsc lock", l.lockPath, err, why)
+		}
+		return nil, nil, fmt.Errorf("--locked: %s: %w; run rootfsc lock", l.lockPath, err)
 	}
 	if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, lock.ErrStale) {
 		return nil, nil, err
@@ -93,6 +96,13 @@ func (l *loaded) current(e *env, mirror string, locked, write bool) (*lock.Lock,
 		fmt.Fprintf(e.stderr, "wrote %s: %d packages\n", l.lockPath, len(lk.Packages))
 	}
 	return lk, mirrors, nil
+}
+
+func staleReason(req deb.Request, lk *lock.Lock, err error) string {
+	if lk == nil || !errors.Is(err, lock.ErrStale) {
+		return ""
+	}
+	return deb.StaleReason(req, lk)
 }
 
 func runVet(e *env, args []string) error {
@@ -122,6 +132,9 @@ func runVet(e *env, args []string) error {
 		return err
 	}
 	if err := lk.Verify(deb.InputDigest(req)); err != nil {
+		if why := deb.StaleReason(req, lk); why != "" {
+			return fmt.Errorf("%s: %w (%s)", l.lockPath, err, why)
+		}
 		return fmt.Errorf("%s: %w", l.lockPath, err)
 	}
 	fmt.Fprintf(e.stdout, "%s: ok; lock is current (%d packages)\n", pos[0], len(lk.Packages))

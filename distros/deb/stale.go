@@ -1,0 +1,43 @@
+package deb
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/rootfsc/rootfsc/distros/lock"
+)
+
+// StaleReason says in words why a lock no longer matches a request, for the error that --locked
+// gives; it returns "" when it finds nothing more specific than the digest.
+func StaleReason(req Request, l *lock.Lock) string {
+	var why []string
+	if req.Distro != l.Distro || req.Release != l.Release || req.Arch != l.Arch {
+		why = append(why, fmt.Sprintf("the manifest asks for %s %s/%s, the lock holds %s %s/%s",
+			req.Distro, req.Release, req.Arch, l.Distro, l.Release, l.Arch))
+	}
+	var have []string
+	for _, p := range l.Packages {
+		have = append(have, p.Name)
+	}
+	var missing []string
+	for _, p := range req.Packages {
+		if !slices.Contains(have, p) && !slices.Contains(missing, p) {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		why = append(why, "requested but not in the lock: "+strings.Join(missing, ", "))
+	}
+	var suites []string
+	for _, s := range l.Suites {
+		suites = append(suites, s.Name)
+	}
+	for _, s := range req.Suites {
+		if !slices.Contains(suites, s.Name) {
+			why = append(why, "suite "+s.Name+" is not in the lock")
+		}
+	}
+	return strings.Join(why, "; ")
+}
