@@ -22,11 +22,7 @@ const helperLocal = "rootfsc-helper"
 func runLock(e *env, args []string) error {
 	fs := flags("lock")
 	mirror := fs.String("mirror", "", "Debian mirror URL (default: the manifest's, $ROOTFSC_MIRROR, the host's apt sources)")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	l, err := load(e.ctx, pos[0])
+	l, err := parseManifest(e, fs, args)
 	if err != nil {
 		return err
 	}
@@ -107,16 +103,12 @@ func staleReason(req deb.Request, lk *lock.Lock, err error) string {
 
 func runVet(e *env, args []string) error {
 	fs := flags("vet")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	l, err := load(e.ctx, pos[0])
+	l, err := parseManifest(e, fs, args)
 	if err != nil {
 		return err
 	}
 	if l.res.Release == nil {
-		fmt.Fprintf(e.stdout, "%s: ok (overlay, no distro)\n", pos[0])
+		fmt.Fprintf(e.stdout, "%s: ok (overlay, no distro)\n", fs.Arg(0))
 		return nil
 	}
 	req, err := l.request("")
@@ -126,7 +118,7 @@ func runVet(e *env, args []string) error {
 	lk, err := lock.Read(l.lockPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		fmt.Fprintf(e.stdout, "%s: ok; no lock yet (rootfsc lock writes %s)\n", pos[0], l.lockPath)
+		fmt.Fprintf(e.stdout, "%s: ok; no lock yet (rootfsc lock writes %s)\n", fs.Arg(0), l.lockPath)
 		return nil
 	case err != nil:
 		return err
@@ -137,7 +129,7 @@ func runVet(e *env, args []string) error {
 		}
 		return fmt.Errorf("%s: %w", l.lockPath, err)
 	}
-	fmt.Fprintf(e.stdout, "%s: ok; lock is current (%d packages)\n", pos[0], len(lk.Packages))
+	fmt.Fprintf(e.stdout, "%s: ok; lock is current (%d packages)\n", fs.Arg(0), len(lk.Packages))
 	return nil
 }
 
@@ -153,11 +145,7 @@ func runLLB(e *env, args []string) error {
 	fs := flags("llb")
 	mirror := fs.String("mirror", "", "Debian mirror URL")
 	locked := fs.Bool("locked", false, "refuse a missing or stale lock")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return err
-	}
-	l, err := load(e.ctx, pos[0])
+	l, err := parseManifest(e, fs, args)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/rootfsc/rootfsc/distros/deb"
 	"github.com/rootfsc/rootfsc/distros/lock"
 	"github.com/rootfsc/rootfsc/schema"
+	"github.com/spf13/pflag"
 )
 
 // hostAptSources are where the default mirror comes from when neither the manifest nor the
@@ -29,6 +30,15 @@ func formatError(err error) string {
 type loaded struct {
 	res      *rcue.Result
 	lockPath string
+}
+
+// parseManifest parses a subcommand's flags, which must leave exactly the manifest, and loads it.
+func parseManifest(e *env, fs *pflag.FlagSet, args []string) (*loaded, error) {
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return nil, err
+	}
+	return load(e.ctx, pos[0])
 }
 
 func load(ctx context.Context, manifest string) (*loaded, error) {

@@ -35,11 +35,7 @@ func (p *pkg) version() version.Version {
 func parsePackages(b []byte, suite, arch string, emit func(*pkg)) error {
 	for len(b) > 0 {
 		var st []byte
-		if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
-			st, b = b[:i], b[i+2:]
-		} else {
-			st, b = b, nil
-		}
+		st, b = nextStanza(b)
 		p := &pkg{Suite: suite}
 		var cur *string
 		for len(st) > 0 {

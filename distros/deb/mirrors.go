@@ -147,14 +147,18 @@ func splitStanzas(b []byte) [][]byte {
 	var out [][]byte
 	for len(b) > 0 {
 		var st []byte
-		if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
-			st, b = b[:i], b[i+2:]
-		} else {
-			st, b = b, nil
-		}
+		st, b = nextStanza(b)
 		if len(bytes.TrimSpace(st)) > 0 {
 			out = append(out, st)
 		}
 	}
 	return out
+}
+
+// nextStanza cuts the first blank-line-separated stanza off control-file text.
+func nextStanza(b []byte) (stanza, rest []byte) {
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+		return b[:i], b[i+2:]
+	}
+	return b, nil
 }
