@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"path"
 	"path/filepath"
@@ -25,6 +26,12 @@ import (
 // leave root, and hardlinks to outside root are refused. Existing symlinks under root (such as the
 // merged-/usr links) are followed as if root were "/".
 func Extract(ctx context.Context, debPath, root string) error {
+	return extract(ctx, debPath, root, nil)
+}
+
+// extract is [Extract] with a filter: when keep is not nil, only the entries it accepts (by cleaned
+// relative path, like "lib/modules/6.1.0-28-amd64") are laid down, with the directories above them.
+func extract(ctx context.Context, debPath, root string, keep func(rel string) bool) error {
 	f, err := os.Open(debPath)
 	if err != nil {
 		return fmt.Errorf("extract: %w", err)
@@ -59,7 +66,7 @@ func Extract(ctx context.Context, debPath, root string) error {
 	default:
 		return fmt.Errorf("extract %s: unsupported member %s", debPath, name)
 	}
-	if err := untar(ctx, tar.NewReader(r), root); err != nil {
+	if err := untar(ctx, tar.NewReader(r), root, keep); err != nil {
 		return fmt.Errorf("extract %s: %w", debPath, err)
 	}
 	return nil
@@ -162,9 +169,12 @@ type dirMeta struct {
 	mtime time.Time
 }
 
-func untar(ctx context.Context, tr *tar.Reader, root string) error {
-	chown := os.Geteuid() == 0
-	var dirs []dirMeta
+// untar lays the entries of tr into root; see [Extract] and extract for keep.
+func untar(ctx context.Context, tr *tar.Reader, root string, keep func(rel string) bool) error {
+	u := &untarrer{root: root, chown: os.Geteuid() == 0}
+	// Directories keep passed over, by path: made, with their packaged metadata, only once a
+	// kept entry lies below them.
+	held := map[string]*tar.Header{}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -183,116 +193,159 @@ func untar(ctx context.Context, tr *tar.Reader, root string) error {
 		if rel == "" {
 			continue // the root itself
 		}
-		parent, err := resolveIn(root, path.Dir(rel), true)
-		if err != nil {
-			return fmt.Errorf("entry %q: %w", h.Name, err)
-		}
-		target := filepath.Join(parent, path.Base(rel))
-		mode := h.FileInfo().Mode()
-		if err := os.MkdirAll(parent, 0o755); err != nil {
-			return fmt.Errorf("entry %q: %w", h.Name, err)
-		}
-		if h.Typeflag != tar.TypeDir {
-			if fi, err := os.Lstat(target); err == nil && !(fi.IsDir() && h.Typeflag == tar.TypeDir) {
-				if err := os.RemoveAll(target); err != nil {
-					return fmt.Errorf("entry %q: %w", h.Name, err)
+		if keep != nil {
+			if !keep(rel) {
+				if h.Typeflag == tar.TypeDir {
+					held[rel] = h
 				}
-			}
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			fi, err := os.Lstat(target)
-			if err == nil && fi.Mode()&os.ModeSymlink != 0 {
-				// An existing link (merged /usr) stands for the directory; leave it.
 				continue
 			}
-			if err != nil {
-				if err := os.Mkdir(target, 0o755); err != nil {
-					return fmt.Errorf("entry %q: %w", h.Name, err)
+			for dir := range ancestors(rel) {
+				if dh, ok := held[dir]; ok {
+					delete(held, dir)
+					if err := u.entry(dir, dh, nil); err != nil {
+						return err
+					}
 				}
 			}
-			dirs = append(dirs, dirMeta{target, mode, h.ModTime})
-		case tar.TypeReg:
-			out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-			if err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
-			}
-			_, err = io.Copy(out, tr)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
-			}
-		case tar.TypeSymlink:
-			if !strings.HasPrefix(h.Linkname, "/") {
-				if _, err := cleanLinkTarget(path.Dir(rel), h.Linkname); err != nil {
-					return fmt.Errorf("entry %q: symlink to %q: %w", h.Name, h.Linkname, err)
-				}
-			}
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
-			}
-		case tar.TypeLink:
-			lrel, err := cleanEntry(h.Linkname)
-			if err != nil || lrel == "" {
-				return fmt.Errorf("entry %q: hardlink to %q outside the root", h.Name, h.Linkname)
-			}
-			old, err := resolveIn(root, lrel, false)
-			if err != nil {
-				return fmt.Errorf("entry %q: hardlink to %q: %w", h.Name, h.Linkname, err)
-			}
-			if err := os.Link(old, target); err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
-			}
-			continue // metadata is shared with the link target
-		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-			m := uint32(mode.Perm())
-			switch h.Typeflag {
-			case tar.TypeChar:
-				m |= unix.S_IFCHR
-			case tar.TypeBlock:
-				m |= unix.S_IFBLK
-			default:
-				m |= unix.S_IFIFO
-			}
-			if err := unix.Mknod(target, m, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor)))); err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
-			}
-		default:
-			return fmt.Errorf("entry %q: unsupported tar type %q", h.Name, h.Typeflag)
 		}
-		if chown {
-			if err := os.Lchown(target, h.Uid, h.Gid); err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
-			}
-		}
-		if h.Typeflag == tar.TypeSymlink {
-			ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
-			if err := unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				return fmt.Errorf("entry %q: %w", h.Name, err)
-			}
-			continue
-		}
-		if h.Typeflag == tar.TypeDir {
-			continue
-		}
-		if err := os.Chmod(target, mode); err != nil {
-			return fmt.Errorf("entry %q: %w", h.Name, err)
-		}
-		if err := os.Chtimes(target, h.ModTime, h.ModTime); err != nil {
-			return fmt.Errorf("entry %q: %w", h.Name, err)
+		if err := u.entry(rel, h, tr); err != nil {
+			return err
 		}
 	}
 	// Directory modes and times last: a read-only directory must not block its own contents.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		d := dirs[i]
+	for i := len(u.dirs) - 1; i >= 0; i-- {
+		d := u.dirs[i]
 		if err := os.Chmod(d.path, d.mode); err != nil {
 			return err
 		}
 		if err := os.Chtimes(d.path, d.mtime, d.mtime); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// ancestors yields the directories above rel, outermost first: "a", "a/b" for "a/b/c".
+func ancestors(rel string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for i := 0; i < len(rel); i++ {
+			if rel[i] == '/' && !yield(rel[:i]) {
+				return
+			}
+		}
+	}
+}
+
+// untarrer holds what laying down one archive's entries accumulates.
+type untarrer struct {
+	root  string
+	chown bool
+	dirs  []dirMeta // modes and times applied after all entries
+}
+
+// entry lays down one entry at rel (cleaned, relative to root), reading a regular file's body from body.
+func (u *untarrer) entry(rel string, h *tar.Header, body io.Reader) error {
+	root := u.root
+	parent, err := resolveIn(root, path.Dir(rel), true)
+	if err != nil {
+		return fmt.Errorf("entry %q: %w", h.Name, err)
+	}
+	target := filepath.Join(parent, path.Base(rel))
+	mode := h.FileInfo().Mode()
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("entry %q: %w", h.Name, err)
+	}
+	if h.Typeflag != tar.TypeDir {
+		if fi, err := os.Lstat(target); err == nil && !(fi.IsDir() && h.Typeflag == tar.TypeDir) {
+			if err := os.RemoveAll(target); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, err)
+			}
+		}
+	}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		fi, err := os.Lstat(target)
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			// An existing link (merged /usr) stands for the directory; leave it.
+			return nil
+		}
+		if err != nil {
+			if err := os.Mkdir(target, 0o755); err != nil {
+				return fmt.Errorf("entry %q: %w", h.Name, err)
+			}
+		}
+		u.dirs = append(u.dirs, dirMeta{target, mode, h.ModTime})
+	case tar.TypeReg:
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+		_, err = io.Copy(out, body)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	case tar.TypeSymlink:
+		if !strings.HasPrefix(h.Linkname, "/") {
+			if _, err := cleanLinkTarget(path.Dir(rel), h.Linkname); err != nil {
+				return fmt.Errorf("entry %q: symlink to %q: %w", h.Name, h.Linkname, err)
+			}
+		}
+		if err := os.Symlink(h.Linkname, target); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	case tar.TypeLink:
+		lrel, err := cleanEntry(h.Linkname)
+		if err != nil || lrel == "" {
+			return fmt.Errorf("entry %q: hardlink to %q outside the root", h.Name, h.Linkname)
+		}
+		old, err := resolveIn(root, lrel, false)
+		if err != nil {
+			return fmt.Errorf("entry %q: hardlink to %q: %w", h.Name, h.Linkname, err)
+		}
+		if err := os.Link(old, target); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+		return nil // metadata is shared with the link target
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		m := uint32(mode.Perm())
+		switch h.Typeflag {
+		case tar.TypeChar:
+			m |= unix.S_IFCHR
+		case tar.TypeBlock:
+			m |= unix.S_IFBLK
+		default:
+			m |= unix.S_IFIFO
+		}
+		if err := unix.Mknod(target, m, int(unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor)))); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	default:
+		return fmt.Errorf("entry %q: unsupported tar type %q", h.Name, h.Typeflag)
+	}
+	if u.chown {
+		if err := os.Lchown(target, h.Uid, h.Gid); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	}
+	if h.Typeflag == tar.TypeSymlink {
+		ts := []unix.Timespec{unix.NsecToTimespec(h.ModTime.UnixNano()), unix.NsecToTimespec(h.ModTime.UnixNano())}
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+		return nil
+	}
+	if h.Typeflag == tar.TypeDir {
+		return nil
+	}
+	if err := os.Chmod(target, mode); err != nil {
+		return fmt.Errorf("entry %q: %w", h.Name, err)
+	}
+	if err := os.Chtimes(target, h.ModTime, h.ModTime); err != nil {
+		return fmt.Errorf("entry %q: %w", h.Name, err)
 	}
 	return nil
 }

@@ -274,4 +274,24 @@ func TestInputDigest(t *testing.T) {
 	if !strings.HasPrefix(InputDigest(a), "sha256:") {
 		t.Errorf("InputDigest = %q", InputDigest(a))
 	}
+	k := fakeRequest("http://one.invalid/debian", "", "a", "b")
+	k.Kernel = "linux-image-amd64"
+	if InputDigest(a) == InputDigest(k) {
+		t.Errorf("InputDigest ignores the kernel package")
+	}
+	k2 := k
+	k2.Kernel = "linux-image-cloud-amd64"
+	if InputDigest(k) == InputDigest(k2) {
+		t.Errorf("InputDigest ignores which kernel package")
+	}
+}
+
+// Locks written before requests had a kernel package must stay current: without one, the digest
+// is the one those versions computed.
+func TestInputDigestWithoutKernelUnchanged(t *testing.T) {
+	req := fakeRequest("http://one.invalid/debian", "", "iptables", "chrony")
+	const want = "sha256:b82a685192d5f89a153521b623c9d67374a1b9c2fdd8d220f5a2db1aacebcb82"
+	if diff := cmp.Diff(want, InputDigest(req)); diff != "" {
+		t.Errorf("InputDigest() mismatch (-want +got):\n%s", diff)
+	}
 }

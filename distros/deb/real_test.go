@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -73,6 +74,108 @@ func TestResolveRealMirror(t *testing.T) {
 	t.Logf("cached Resolve: %s", time.Since(start))
 	if diff := cmp.Diff(l, l2); diff != "" {
 		t.Errorf("second Resolve() mismatch (-first +second):\n%s", diff)
+	}
+}
+
+func TestResolveRealMirrorKernel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("resolves against the host's real mirror")
+	}
+	req := bookwormRequest(t)
+	opts := Opts{CacheDir: t.TempDir()}
+	plain, err := Resolve(context.Background(), req, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Kernel = "linux-image-amd64"
+	l, err := Resolve(context.Background(), req, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := l.Kernel
+	if k == nil {
+		t.Fatal("Resolve() with a kernel package gave a lock without a kernel")
+	}
+	t.Logf("kernel: %s %s (%s, %s), release %s, %d bytes, sha256 %s", k.Name, k.Version, k.Suite, k.Filename, k.Release, k.Size, k.SHA256)
+	if !regexp.MustCompile(`^6\.1\.0-[0-9]+-amd64$`).MatchString(k.Release) {
+		t.Errorf("kernel release %q, want 6.1.0-N-amd64", k.Release)
+	}
+	if k.Name != "linux-image-"+k.Release || k.Requested != "linux-image-amd64" {
+		t.Errorf("kernel %s (requested %s), want linux-image-%s for linux-image-amd64", k.Name, k.Requested, k.Release)
+	}
+	if len(k.SHA256) != 64 || k.Size <= 0 || k.Filename == "" {
+		t.Errorf("kernel not pinned: %+v", k)
+	}
+	for _, n := range lockNames(l) {
+		if strings.HasPrefix(n, "linux-image-") || n == "initramfs-tools" || n == "linux-base" {
+			t.Errorf("kernel package or its dependency %s among the installed packages", n)
+		}
+	}
+	if diff := cmp.Diff(plain.Packages, l.Packages); diff != "" {
+		t.Errorf("the kernel package changed the installed packages (-without +with):\n%s", diff)
+	}
+	if l.InputDigest == plain.InputDigest || l.InputDigest != InputDigest(req) {
+		t.Errorf("InputDigest with kernel %s, without %s", l.InputDigest, plain.InputDigest)
+	}
+	if why := StaleReason(req, plain); why != "kernel package linux-image-amd64 requested but not in the lock" {
+		t.Errorf("StaleReason() = %q", why)
+	}
+}
+
+// The release the lock records is the /lib/modules directory the real package ships, and Only
+// lays down nothing but the modules.
+func TestBootstrapRealKernelModules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("downloads a kernel package from the host's real mirror")
+	}
+	if os.Getenv("ROOTFSC_TEST_KERNEL") == "" {
+		t.Skip("set ROOTFSC_TEST_KERNEL=1 to download and extract a real kernel package (70 MB, 400 MB unpacked, slow)")
+	}
+	req := bookwormRequest(t)
+	req.Kernel = "linux-image-amd64"
+	l, err := Resolve(context.Background(), req, Opts{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := ""
+	for _, s := range req.Suites {
+		if s.Name == l.Kernel.Suite {
+			uri = s.URI
+		}
+	}
+	start := time.Now()
+	b, err := httpGet(context.Background(), http.DefaultClient, uri+"/"+l.Kernel.Filename)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkHash(b, fileHash{l.Kernel.Size, l.Kernel.SHA256}); err != nil {
+		t.Fatalf("%s: %v", l.Kernel.Filename, err)
+	}
+	deb := filepath.Join(t.TempDir(), filepath.Base(l.Kernel.Filename))
+	if err := os.WriteFile(deb, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("downloaded %s (%d bytes) in %s", l.Kernel.Filename, len(b), time.Since(start))
+	root := t.TempDir()
+	start = time.Now()
+	if err := Bootstrap(context.Background(), root, []string{deb}, BootstrapOpts{UsrMerge: true, Only: []string{"lib/modules/", "usr/lib/modules/"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("extracted the modules in %s", time.Since(start))
+	dir := filepath.Join(root, "usr/lib/modules", l.Kernel.Release)
+	for _, f := range []string{"modules.order", "modules.builtin", "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("after extraction: %v", err)
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "usr/lib/modules"))
+	if err != nil || len(entries) != 1 {
+		t.Errorf("usr/lib/modules holds %v (%v), want only %s", entries, err, l.Kernel.Release)
+	}
+	for _, p := range []string{"boot", "usr/share", "var", "etc"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s extracted, want only the modules", p)
+		}
 	}
 }
 

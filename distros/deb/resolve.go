@@ -28,6 +28,11 @@ type Request struct {
 	Packages []string
 	// Keyring is the path to an OpenPGP keyring (binary or armored); empty means [DefaultKeyring].
 	Keyring string
+	// Kernel names the package whose kernel modules the guest gets, like "linux-image-amd64"; meta
+	// packages are followed to the package that carries the modules (see [lock.Kernel]). It is
+	// resolved into [lock.Lock.Kernel], not installed: neither it nor its dependencies join Packages.
+	// Empty means no kernel package.
+	Kernel string
 }
 
 // SuiteSource is one suite of one mirror.
@@ -52,8 +57,9 @@ type Opts struct {
 var preferredAlternatives = []string{"usr-is-merged"}
 
 // InputDigest returns the sha256 digest of the canonical resolver inputs: distro, release, arch,
-// suite names, archives and components, and the sorted, deduplicated packages. Mirror URIs and the
-// keyring are transport and are left out.
+// suite names, archives and components, the sorted, deduplicated packages and the kernel package.
+// Mirror URIs and the keyring are transport and are left out. Without a kernel package the digest is
+// the one earlier versions computed, so their locks stay current.
 func InputDigest(req Request) string {
 	type suite struct {
 		Name       string   `json:"name"`
@@ -66,6 +72,7 @@ func InputDigest(req Request) string {
 		Arch     string   `json:"arch"`
 		Suites   []suite  `json:"suites"`
 		Packages []string `json:"packages"`
+		Kernel   string   `json:"kernel,omitempty"`
 	}{Distro: req.Distro, Release: req.Release, Arch: req.Arch, Suites: []suite{}, Packages: []string{}}
 	for _, s := range req.Suites {
 		c := slices.Clone(s.Components)
@@ -79,6 +86,7 @@ func InputDigest(req Request) string {
 	in.Packages = append(in.Packages, req.Packages...)
 	sort.Strings(in.Packages)
 	in.Packages = slices.Compact(in.Packages)
+	in.Kernel = req.Kernel
 	b, _ := json.Marshal(in)
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
@@ -99,7 +107,8 @@ type suiteResult struct {
 }
 
 // Resolve fetches and verifies the suites' indexes, merges them (highest version wins) and returns
-// the lock of the dependency closure of the requested, required and essential packages.
+// the lock of the dependency closure of the requested, required and essential packages, and of the
+// kernel package when req.Kernel is set.
 func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 	if req.Arch == "" {
 		return nil, fmt.Errorf("resolve: no architecture")
@@ -187,6 +196,11 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 	ess, err := essentialSet(universe, sel)
 	if err != nil {
 		return nil, err
+	}
+	if req.Kernel != "" {
+		if l.Kernel, err = resolveKernel(universe, req.Kernel, strings.Join(suiteNames, ", ")); err != nil {
+			return nil, err
+		}
 	}
 	for _, p := range sel {
 		l.Packages = append(l.Packages, lock.Package{

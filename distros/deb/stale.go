@@ -39,5 +39,35 @@ func StaleReason(req Request, l *lock.Lock) string {
 			why = append(why, "suite "+s.Name+" is not in the lock")
 		}
 	}
+	if k := kernelChange(req.Kernel, l.Kernel); k != "" {
+		why = append(why, k)
+	}
 	return strings.Join(why, "; ")
+}
+
+// kernelChange says how the requested kernel package differs from the lock's, or returns "".
+func kernelChange(want string, have *lock.Kernel) string {
+	switch {
+	case want == "" && have == nil:
+		return ""
+	case want == "":
+		return "the manifest asks for no kernel package, the lock holds " + describeKernel(have)
+	case have == nil:
+		return "kernel package " + want + " requested but not in the lock"
+	}
+	requested := have.Requested
+	if requested == "" {
+		requested = have.Name
+	}
+	if want == requested {
+		return ""
+	}
+	return "the manifest asks for kernel package " + want + ", the lock holds " + describeKernel(have)
+}
+
+func describeKernel(k *lock.Kernel) string {
+	if k.Requested != "" && k.Requested != k.Name {
+		return k.Requested + " (" + k.Name + ")"
+	}
+	return k.Name
 }

@@ -29,3 +29,31 @@ func TestStaleReason(t *testing.T) {
 		}
 	}
 }
+
+func TestStaleReasonKernel(t *testing.T) {
+	kernel := &lock.Kernel{Package: lock.Package{Name: "linux-image-6.1.0-28-amd64"}, Release: "6.1.0-28-amd64", Requested: "linux-image-amd64"}
+	direct := &lock.Kernel{Package: lock.Package{Name: "linux-image-6.1.0-28-amd64"}, Release: "6.1.0-28-amd64"}
+	tests := []struct {
+		name   string
+		want   string // requested kernel package
+		kernel *lock.Kernel
+		reason string
+	}{
+		{"neither", "", nil, ""},
+		{"same meta package", "linux-image-amd64", kernel, ""},
+		{"added", "linux-image-amd64", nil, "kernel package linux-image-amd64 requested but not in the lock"},
+		{"removed", "", kernel, "the manifest asks for no kernel package, the lock holds linux-image-amd64 (linux-image-6.1.0-28-amd64)"},
+		{"changed", "linux-image-cloud-amd64", kernel, "the manifest asks for kernel package linux-image-cloud-amd64, the lock holds linux-image-amd64 (linux-image-6.1.0-28-amd64)"},
+		{"lock without the requested name, same", "linux-image-6.1.0-28-amd64", direct, ""},
+		{"lock without the requested name, changed", "linux-image-amd64", direct, "the manifest asks for kernel package linux-image-amd64, the lock holds linux-image-6.1.0-28-amd64"},
+	}
+	for _, tt := range tests {
+		l := &lock.Lock{Distro: "debian", Release: "bookworm", Arch: "amd64",
+			Suites: []lock.Suite{{Name: "bookworm"}}, Packages: []lock.Package{{Name: "bash"}}, Kernel: tt.kernel}
+		req := Request{Distro: "debian", Release: "bookworm", Arch: "amd64", Suites: []SuiteSource{{Name: "bookworm"}},
+			Packages: []string{"bash"}, Kernel: tt.want}
+		if diff := cmp.Diff(tt.reason, StaleReason(req, l)); diff != "" {
+			t.Errorf("%s: StaleReason() mismatch (-want +got):\n%s", tt.name, diff)
+		}
+	}
+}

@@ -26,6 +26,9 @@ type Lock struct {
 	SourceDateEpoch int64     `json:"sourceDateEpoch"`
 	Suites          []Suite   `json:"suites"`
 	Packages        []Package `json:"packages"`
+	// Kernel is the package whose modules go under /lib/modules, when the manifest asks for one.
+	// It is not among Packages: it is never installed, only its modules are extracted.
+	Kernel *Kernel `json:"kernel,omitempty"`
 }
 
 // Suite records the signed Release file a lock was resolved against.
@@ -50,6 +53,18 @@ type Package struct {
 	// Essential is true for Essential: yes packages and what they (pre-)depend on,
 	// which are extracted in stage 1.
 	Essential bool `json:"essential"`
+}
+
+// Kernel is the pinned kernel package that provides the guest's modules. The embedded [Package]
+// is the package that carries the modules (a meta package like linux-image-amd64 already followed).
+type Kernel struct {
+	Package
+	// Release is the kernel release, the name of the /lib/modules/<Release> directory
+	// (uname -r), like "6.1.0-28-amd64".
+	Release string `json:"release"`
+	// Requested is the kernel package the manifest names, like "linux-image-amd64"; it is how a
+	// changed request is told apart from a meta package that now points at a newer kernel.
+	Requested string `json:"requested"`
 }
 
 // Path returns the lockfile path for a manifest: "<manifest>.lock.json" next to it.
@@ -141,6 +156,8 @@ func (l *Lock) Verify(inputDigest string) error {
 		return fmt.Errorf("%w: input digest %s, inputs now %s", ErrStale, l.InputDigest, inputDigest)
 	case len(l.Packages) == 0:
 		return fmt.Errorf("%w: no packages", ErrStale)
+	case l.Kernel != nil && (l.Kernel.Release == "" || l.Kernel.SHA256 == ""):
+		return fmt.Errorf("%w: kernel %s has no release or sha256", ErrStale, l.Kernel.Name)
 	}
 	return nil
 }

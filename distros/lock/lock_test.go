@@ -62,6 +62,78 @@ func TestWriteRead(t *testing.T) {
 	}
 }
 
+func withKernel() *Lock {
+	l := sample()
+	l.Kernel = &Kernel{
+		Package: Package{Name: "linux-image-6.1.0-28-amd64", Version: "6.1.119-1", Architecture: "amd64",
+			Filename: "pool/main/l/linux-signed-amd64/linux-image-6.1.0-28-amd64_6.1.119-1_amd64.deb",
+			Size:     70000028, SHA256: "cc", Suite: "bookworm"},
+		Release:   "6.1.0-28-amd64",
+		Requested: "linux-image-amd64",
+	}
+	return l
+}
+
+func TestWriteReadKernel(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.cue.lock.json")
+	if err := withKernel().Write(p); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The package fields sit next to the release, not under a nested object.
+	const wantJSON = `  "kernel": {
+    "name": "linux-image-6.1.0-28-amd64",
+    "version": "6.1.119-1",
+    "architecture": "amd64",
+    "filename": "pool/main/l/linux-signed-amd64/linux-image-6.1.0-28-amd64_6.1.119-1_amd64.deb",
+    "size": 70000028,
+    "sha256": "cc",
+    "suite": "bookworm",
+    "essential": false,
+    "release": "6.1.0-28-amd64",
+    "requested": "linux-image-amd64"
+  }
+}
+`
+	if !strings.HasSuffix(string(b), wantJSON) {
+		t.Errorf("kernel encoding: got\n%s\nwant it to end in\n%s", b, wantJSON)
+	}
+	got, err := Read(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := withKernel()
+	want.Sort()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Read() mismatch (-want +got):\n%s", diff)
+	}
+	if err := got.Verify("sha256:abc"); err != nil {
+		t.Errorf("Verify() = %v", err)
+	}
+}
+
+// A lock without a kernel package is written and read exactly as before kernels existed.
+func TestWriteReadNoKernel(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.cue.lock.json")
+	if err := sample().Write(p); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if strings.Contains(string(b), "kernel") {
+		t.Errorf("lock without a kernel mentions one:\n%s", b)
+	}
+	got, err := Read(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kernel != nil {
+		t.Errorf("Read() Kernel = %+v, want nil", got.Kernel)
+	}
+}
+
 func TestReadErrors(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
@@ -94,6 +166,9 @@ func TestVerify(t *testing.T) {
 		{"digest", func(*Lock) {}, "sha256:def", true},
 		{"version", func(l *Lock) { l.Version = 0 }, "sha256:abc", true},
 		{"empty", func(l *Lock) { l.Packages = nil }, "sha256:abc", true},
+		{"kernel", func(l *Lock) { l.Kernel = withKernel().Kernel }, "sha256:abc", false},
+		{"kernel without release", func(l *Lock) { l.Kernel = withKernel().Kernel; l.Kernel.Release = "" }, "sha256:abc", true},
+		{"kernel without sha256", func(l *Lock) { l.Kernel = withKernel().Kernel; l.Kernel.SHA256 = "" }, "sha256:abc", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
