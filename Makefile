@@ -28,7 +28,16 @@ $(BIN)/buildkitd: go.mod go.sum
 $(BIN)/buildctl: go.mod go.sum
 	$(GO) build -o $@ github.com/moby/buildkit/cmd/buildctl
 
-tools: $(BIN)/rootfsc $(BIN)/buildkitd $(BIN)/buildctl
+# OPA's static binary, from the module pinned in go.mod: installed by the opa-service policy
+# engine in the example and the tests, and run as a real server by the policy tests.
+$(BIN)/opa: go.mod go.sum
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ github.com/open-policy-agent/opa
+
+# The stand-in for kata-agent (the real one is Rust and cannot be built here): testdata/standin-agent.
+$(BIN)/kata-agent-standin: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./testdata/standin-agent
+
+tools: $(BIN)/rootfsc $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/opa $(BIN)/kata-agent-standin
 
 # The main job: build the example Debian rootfs into examples/rootfs with the embedded buildkitd.
 rootfs: deps tools

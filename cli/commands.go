@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/moby/buildkit/client/llb"
@@ -13,6 +14,7 @@ import (
 	"github.com/rootfsc/rootfsc/distros/deb"
 	"github.com/rootfsc/rootfsc/distros/lock"
 	"github.com/rootfsc/rootfsc/engine"
+	"github.com/rootfsc/rootfsc/kata"
 	rllb "github.com/rootfsc/rootfsc/llb"
 )
 
@@ -133,12 +135,52 @@ func runVet(e *env, args []string) error {
 	return nil
 }
 
-func (l *loaded) lower(e *env, lk *lock.Lock, mirrors map[string]string) (*llb.Definition, error) {
-	res, err := rllb.Lower(e.ctx, rllb.Input{Lock: lk, Mirrors: mirrors}, rllb.Opts{HelperLocal: helperLocal})
-	if err != nil {
-		return nil, err
+// lower turns the manifest and its lock (nil in overlay mode) into LLB, and returns the client
+// folders the build reads by local name, the helper's excepted.
+func (l *loaded) lower(e *env, lk *lock.Lock, mirrors map[string]string) (*llb.Definition, map[string]string, error) {
+	in := rllb.Input{Lock: lk, Mirrors: mirrors, Manifest: l.res.Manifest, BuiltinPolicy: l.builtinPolicy}
+	if l.res.Release != nil {
+		in.DefaultPackages = l.res.Release.DefaultPackages
 	}
-	return res.Def, nil
+	opts := rllb.Opts{HelperLocal: helperLocal, BuilderVersion: Version}
+	if lk == nil {
+		epoch, err := sourceDateEpoch()
+		if err != nil {
+			return nil, nil, err
+		}
+		opts.SourceDateEpoch = epoch
+	}
+	res, err := rllb.Lower(e.ctx, in, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	dirs := map[string]string{}
+	for name, loc := range res.Locals {
+		dirs[name] = l.abs(loc.Dir)
+	}
+	return res.Def, dirs, nil
+}
+
+// sourceDateEpoch is $SOURCE_DATE_EPOCH, or 0: an overlay has no lock to take a date from, and the
+// wall clock would make every build differ.
+func sourceDateEpoch() (int64, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q: not a count of seconds", v)
+	}
+	return n, nil
+}
+
+// pinned returns the lock and mirrors for a manifest with a distro, and nothing for an overlay.
+func (l *loaded) pinned(e *env, mirror string, locked, write bool) (*lock.Lock, map[string]string, error) {
+	if l.res.Release == nil {
+		return nil, nil, nil
+	}
+	return l.current(e, mirror, locked, write)
 }
 
 func runLLB(e *env, args []string) error {
@@ -149,11 +191,11 @@ func runLLB(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	lk, mirrors, err := l.current(e, *mirror, *locked, false)
+	lk, mirrors, err := l.pinned(e, *mirror, *locked, false)
 	if err != nil {
 		return err
 	}
-	def, err := l.lower(e, lk, mirrors)
+	def, _, err := l.lower(e, lk, mirrors)
 	if err != nil {
 		return err
 	}
@@ -188,23 +230,22 @@ func runBuild(e *env, args []string) error {
 			outputs = append(outputs, engine.Output{Type: o.Type, Dest: dest})
 		}
 	}
-	lk, mirrors, err := l.current(e, *mirror, *locked, true)
+	lk, mirrors, err := l.pinned(e, *mirror, *locked, true)
 	if err != nil {
 		return err
 	}
-	def, err := l.lower(e, lk, mirrors)
+	def, dirs, err := l.lower(e, lk, mirrors)
 	if err != nil {
 		return err
 	}
-	helperDir, err := helperDir()
-	if err != nil {
+	if dirs[helperLocal], err = helperDir(); err != nil {
 		return err
 	}
 	if _, err := engine.Solve(e.ctx, def, outputs, engine.Opts{
 		Addr:        *addr,
 		Progress:    *progress,
 		ProgressOut: e.stderr,
-		LocalDirs:   map[string]string{helperLocal: helperDir},
+		LocalDirs:   dirs,
 	}); err != nil {
 		return namePackage(err, lk)
 	}
@@ -218,8 +259,11 @@ func runBuild(e *env, args []string) error {
 // package whose bytes did not match, since the digest alone means nothing to a user.
 func namePackage(err error, lk *lock.Lock) error {
 	msg := err.Error()
-	if !strings.Contains(msg, "digest mismatch") {
+	if lk == nil || !strings.Contains(msg, "digest mismatch") {
 		return err
+	}
+	if k := lk.Kernel; k != nil && strings.Contains(msg, "sha256:"+k.SHA256) {
+		return fmt.Errorf("kernel package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w", k.Name, k.Version, k.Filename, k.SHA256, err)
 	}
 	for _, p := range lk.Packages {
 		if strings.Contains(msg, "sha256:"+p.SHA256) {
@@ -285,21 +329,50 @@ func runDistros(e *env, args []string) error {
 	return nil
 }
 
+// runInternal holds the helpers that run inside the build, from the helper local.
 func runInternal(e *env, args []string) int {
-	if len(args) == 0 || args[0] != "extract" {
-		fmt.Fprintln(e.stderr, "rootfsc internal: only `extract` exists (used inside builds)")
-		return 2
+	if len(args) > 0 {
+		switch args[0] {
+		case "extract":
+			return internalExtract(e, args[1:])
+		case "check":
+			return internalCheck(e, args[1:])
+		}
 	}
+	fmt.Fprintln(e.stderr, "rootfsc internal: extract or check (used inside builds)")
+	return 2
+}
+
+func internalExtract(e *env, args []string) int {
 	fs := flags("internal extract")
 	root := fs.String("root", "", "the root to extract into")
 	usrmerge := fs.Bool("usrmerge", false, "make the merged-/usr links first")
-	if err := fs.Parse(args[1:]); err != nil || *root == "" {
-		fmt.Fprintln(e.stderr, "usage: rootfsc internal extract --root DIR [--usrmerge] DEB...")
+	only := fs.StringArray("only", nil, "extract only entries under this path prefix (repeatable)")
+	if err := fs.Parse(args); err != nil || *root == "" {
+		fmt.Fprintln(e.stderr, "usage: rootfsc internal extract --root DIR [--usrmerge] [--only PREFIX]... DEB...")
 		return 2
 	}
-	if err := deb.Bootstrap(e.ctx, *root, fs.Args(), deb.BootstrapOpts{UsrMerge: *usrmerge}); err != nil {
+	if err := deb.Bootstrap(e.ctx, *root, fs.Args(), deb.BootstrapOpts{UsrMerge: *usrmerge, Only: *only}); err != nil {
 		fmt.Fprintf(e.stderr, "rootfsc internal extract: %v\n", err)
 		return 1
 	}
+	return 0
+}
+
+func internalCheck(e *env, args []string) int {
+	fs := flags("internal check")
+	root := fs.String("root", "", "the rootfs to check")
+	init := fs.String("init", "", "systemd or agent (empty: no agent)")
+	agent := fs.String("agent", "", "the agent binary the rootfs must hold")
+	overlay := fs.Bool("overlay", false, "the rootfs is an overlay without distro files")
+	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() != 0 {
+		fmt.Fprintln(e.stderr, "usage: rootfsc internal check --root DIR [--init systemd|agent --agent FILE] [--overlay]")
+		return 2
+	}
+	if err := kata.Check(*root, kata.CheckOpts{Init: *init, Agent: *agent, Overlay: *overlay}); err != nil {
+		fmt.Fprintf(e.stderr, "rootfsc internal check: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(e.stdout, "rootfs check: ok")
 	return 0
 }

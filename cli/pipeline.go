@@ -30,6 +30,8 @@ func formatError(err error) string {
 type loaded struct {
 	res      *rcue.Result
 	lockPath string
+	// builtinPolicy is the text of the manifest's built-in policy, if it names one.
+	builtinPolicy []byte
 }
 
 // parseManifest parses a subcommand's flags, which must leave exactly the manifest, and loads it.
@@ -49,7 +51,11 @@ func load(ctx context.Context, manifest string) (*loaded, error) {
 	if err := rcue.NotImplemented(res); err != nil {
 		return nil, err
 	}
-	return &loaded{res: res, lockPath: lock.Path(res.Path)}, nil
+	l := &loaded{res: res, lockPath: lock.Path(res.Path)}
+	if l.builtinPolicy, err = l.checkInputs(ctx); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // request is the resolver input for a manifest; mirror overrides the manifest and host sources.
@@ -63,7 +69,12 @@ func (l *loaded) request(mirror string) (deb.Request, error) {
 		return deb.Request{}, err
 	}
 	pkgs := append(append([]string(nil), rel.DefaultPackages...), m.Packages...)
+	var kernel string
+	if m.Modules != nil {
+		kernel = m.Modules.Package
+	}
 	return deb.Request{
+		Kernel:   kernel,
 		Distro:   m.Distro,
 		Release:  m.Release,
 		Arch:     m.Arch,

@@ -83,10 +83,21 @@ func relPos(p token.Pos, cwd string) string {
 
 // NotImplemented reports, with its position in the manifest, every field of
 // r.Manifest that the schema accepts but the builder does not support yet
-// (agent, modules, policy, files, slim, outputs other than dir and tar), or
-// nil. A Result not made by [Load] gets the same errors without positions.
+// (outputs other than dir and tar), or nil. A Result not made by [Load] gets
+// the same errors without positions.
 func NotImplemented(r *Result) error {
 	return notImplemented(r.Manifest, r.raw)
+}
+
+// Errorf returns an error located at the manifest field path (or its closest
+// enclosing field the user wrote), printed by [FormatError] as
+// "file:line:col: path: message".
+func (r *Result) Errorf(path []string, format string, args ...any) error {
+	var pos token.Pos
+	if r.raw.Exists() {
+		pos = closestPos(r.raw, path)
+	}
+	return &posError{pos: pos, path: path, msg: fmt.Sprintf(format, args...)}
 }
 
 func notImplemented(m *schema.Manifest, v cuelang.Value) error {
@@ -101,21 +112,6 @@ func notImplemented(m *schema.Manifest, v cuelang.Value) error {
 			pos = v.LookupPath(cuelang.MakePath(path...)).Pos()
 		}
 		errs = cueerrors.Append(errs, &posError{pos: pos, path: names, msg: "not implemented yet"})
-	}
-	if m.Agent != nil {
-		add(cuelang.Str("agent"))
-	}
-	if m.Modules != nil {
-		add(cuelang.Str("modules"))
-	}
-	if m.Policy != nil {
-		add(cuelang.Str("policy"))
-	}
-	if len(m.Files) > 0 {
-		add(cuelang.Str("files"))
-	}
-	if m.Slim {
-		add(cuelang.Str("slim"))
 	}
 	for i, o := range m.Outputs {
 		if o.Type != "dir" && o.Type != "tar" {

@@ -141,18 +141,16 @@ func TestNotImplemented(t *testing.T) {
 		t.Fatal(FormatError(err, ""))
 	}
 	wd, _ := os.Getwd()
-	want := `testdata/full.cue:4:1: agent: not implemented yet
-testdata/full.cue:5:1: modules: not implemented yet
-testdata/full.cue:6:1: policy: not implemented yet
-testdata/full.cue:10:1: files: not implemented yet
-testdata/full.cue:11:1: slim: not implemented yet
-testdata/full.cue:12:43: outputs.1.type: not implemented yet
+	want := `testdata/full.cue:12:43: outputs.1.type: not implemented yet
 `
 	if diff := cmp.Diff(want, FormatError(NotImplemented(r), wd)); diff != "" {
 		t.Errorf("NotImplemented() mismatch (-want +got):\n%s", diff)
 	}
 	if NotImplemented(&Result{Manifest: r.Manifest}) == nil {
 		t.Error("NotImplemented(without positions) = nil, want errors")
+	}
+	if diff := cmp.Diff("testdata/full.cue:4:8: agent.file: no such file\n", FormatError(r.Errorf([]string{"agent", "file"}, "no such file"), wd)); diff != "" {
+		t.Errorf("Errorf() mismatch (-want +got):\n%s", diff)
 	}
 
 	v, err := Load(context.Background(), "testdata/valid.cue", Opts{})

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	bkllb "github.com/moby/buildkit/client/llb"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/rootfsc/rootfsc/distros/lock"
+	"github.com/rootfsc/rootfsc/schema"
 )
 
 // DefaultHelperLocal is the [bkllb.Local] name used when [Opts.HelperLocal] is empty.
@@ -35,10 +37,19 @@ const progressGroupID = "base"
 
 // Input is what [Lower] turns into LLB.
 type Input struct {
+	// Lock pins the distro packages of the base layer; nil in overlay mode
+	// (a manifest without distro), which lowers only the Kata layers.
 	Lock *lock.Lock
 	// Mirrors maps a suite name to its base URI ("http://HOST/debian");
 	// a package's URL is base + "/" + Filename.
 	Mirrors map[string]string
+	// Manifest adds the Kata layers (agent, modules, policy, glue, files);
+	// nil lowers the base alone.
+	Manifest *schema.Manifest
+	// DefaultPackages is the release's default set, recorded in osbuilder.yaml.
+	DefaultPackages []string
+	// BuiltinPolicy is the text of Manifest.Policy.Builtin.
+	BuiltinPolicy []byte
 }
 
 // Opts tunes [Lower].
@@ -49,56 +60,91 @@ type Opts struct {
 	// Platform the definition is marshalled for; the zero value means
 	// linux plus the lock's architecture (linux/amd64 if it has none).
 	Platform ocispecs.Platform
+	// BuilderVersion is the rootfsc version recorded in osbuilder.yaml.
+	BuilderVersion string
+	// SourceDateEpoch is the time of every file the Kata layers write when
+	// there is no lock (overlay mode); with a lock, the lock's epoch is used.
+	SourceDateEpoch int64
 }
 
-// Result is the lowered base install.
+// Result is the lowered rootfs.
 type Result struct {
 	State bkllb.State
 	Def   *bkllb.Definition
+	// Locals are the client folders the build reads, by [bkllb.Local] name,
+	// besides the helper; the caller resolves relative Dirs against the
+	// manifest's folder.
+	Locals map[string]Local
 }
 
-// Lower builds the two-stage base install for in.Lock: stage 1 runs the helper
-// over scratch to extract the essential packages into a merged-/usr tree, and
-// stage 2 runs dpkg inside that tree to install every package with its
-// maintainer scripts, without network.
+// Lower builds the rootfs graph. The base install has two stages: stage 1
+// runs the helper over scratch to extract the essential packages into a
+// merged-/usr tree, and stage 2 runs dpkg inside that tree to install every
+// package with its maintainer scripts, without network. The Kata layers
+// (agent, kernel modules, policy, glue, extra files) are separate states
+// merged over it, so each is cached on its own, and a last step checks what
+// osbuilder's check_rootfs checks.
 func Lower(ctx context.Context, in Input, opts Opts) (*Result, error) {
-	if in.Lock == nil {
-		return nil, errors.New("lowering: no lock")
-	}
-	debs, err := plan(in)
-	if err != nil {
-		return nil, fmt.Errorf("lowering %s/%s: %w", in.Lock.Distro, in.Lock.Release, err)
+	if in.Lock == nil && in.Manifest == nil {
+		return nil, errors.New("lowering: no lock and no manifest")
 	}
 	helperName := opts.HelperLocal
 	if helperName == "" {
 		helperName = DefaultHelperLocal
 	}
 	platform := opts.Platform
+	arch := ""
+	if in.Lock != nil {
+		arch = in.Lock.Arch
+	} else if in.Manifest != nil {
+		arch = in.Manifest.Arch
+	}
 	if platform.OS == "" && platform.Architecture == "" {
-		platform = debianPlatform(in.Lock.Arch)
+		platform = debianPlatform(arch)
 	}
 	if platform.OS == "" {
 		platform.OS = "linux"
 	}
-
-	pg := bkllb.ProgressGroup(progressGroupID, "base "+in.Lock.Distro+" "+in.Lock.Release, false)
-	debDir := fetch(debs, pg)
 	helper := bkllb.Local(helperName,
 		bkllb.IncludePatterns([]string{"rootfsc"}),
 		bkllb.SharedKeyHint(helperName),
 		// A fixed ID keeps the definition (and its cache keys) identical from run to run.
 		bkllb.LocalUniqueID("rootfsc:"+helperName),
 		bkllb.WithCustomName("helper rootfsc"),
-		pg,
 	)
-	st := extract(debDir, helper, debs, pg)
-	st = install(st, debDir, debs, in.Lock.SourceDateEpoch, pg)
+
+	var st bkllb.State
+	var base *bkllb.State
+	if in.Lock != nil {
+		debs, err := plan(in)
+		if err != nil {
+			return nil, fmt.Errorf("lowering %s/%s: %w", in.Lock.Distro, in.Lock.Release, err)
+		}
+		pg := bkllb.ProgressGroup(progressGroupID, "base "+in.Lock.Distro+" "+in.Lock.Release, false)
+		debDir := fetch(debs, pg)
+		st = extract(debDir, helper, debs, pg)
+		st = install(st, debDir, debs, in.Lock.SourceDateEpoch, pg)
+		base = &st
+	}
+	locals := map[string]Local{}
+	if in.Manifest != nil {
+		epoch := opts.SourceDateEpoch
+		if in.Lock != nil {
+			epoch = in.Lock.SourceDateEpoch
+		}
+		l := &layers{m: in.Manifest, in: in, opts: opts, epoch: time.Unix(epoch, 0).UTC(),
+			base: base, helper: helper, locals: locals}
+		var err error
+		if st, err = l.rootfs(); err != nil {
+			return nil, fmt.Errorf("lowering: %w", err)
+		}
+	}
 
 	def, err := st.Marshal(ctx, bkllb.Platform(platform))
 	if err != nil {
-		return nil, fmt.Errorf("marshalling base install: %w", err)
+		return nil, fmt.Errorf("marshalling the rootfs: %w", err)
 	}
-	return &Result{State: st, Def: def}, nil
+	return &Result{State: st, Def: def, Locals: locals}, nil
 }
 
 // deb is one package as it appears in the debs directory.

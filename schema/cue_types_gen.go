@@ -46,6 +46,9 @@ type Agent struct {
 
 	// init "agent" makes the agent /sbin/init (AGENT_INIT=yes).
 	Init string `json:"init"`
+
+	// version is recorded in osbuilder.yaml (osbuilder runs `kata-agent --version`).
+	Version string `json:"version,omitempty"`
 }
 
 type Tarball struct {
@@ -99,6 +102,8 @@ type File struct {
 	// tarball is unpacked at the path.
 	Tarball *Tarball `json:"tarball,omitempty"`
 
+	// mode is the permission bits (0o644 by default for content); setuid,
+	// setgid and sticky are not supported.
 	Mode int64 `json:"mode,omitempty"`
 
 	// owner is "uid:gid" or "user:group".

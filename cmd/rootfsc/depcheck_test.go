@@ -15,7 +15,7 @@ func TestImportDirection(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	const mod = "github.com/rootfsc/rootfsc/"
-	stages := map[string]bool{"cue": true, "distros/deb": true, "llb": true, "engine": true, "policies": true}
+	stages := map[string]bool{"cue": true, "distros/deb": true, "llb": true, "engine": true, "policies": true, "kata": true}
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	for dec.More() {
 		var p struct {

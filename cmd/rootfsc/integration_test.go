@@ -177,6 +177,17 @@ func TestBuildDebian(t *testing.T) {
 // being CACHED; it fails when the log shows no base step at all, so it cannot pass vacuously.
 func uncachedExecs(t *testing.T, log string) []string {
 	t.Helper()
+	ran, seen := stepsRun(t, log, "base:")
+	if len(seen) == 0 {
+		t.Fatalf("no base step in the progress log:\n%s", tail([]byte(log)))
+	}
+	return ran
+}
+
+// stepsRun reads a rawjson progress log and returns, among the steps whose names start with one
+// of prefixes, those that were not CACHED, and all of them.
+func stepsRun(t *testing.T, log string, prefixes ...string) (ran, seen []string) {
+	t.Helper()
 	type state struct{ cached, completed bool }
 	steps := map[string]*state{}
 	for _, line := range strings.Split(log, "\n") {
@@ -194,7 +205,11 @@ func uncachedExecs(t *testing.T, log string) []string {
 			t.Fatalf("progress line %q: %v", line, err)
 		}
 		for _, v := range st.Vertexes {
-			if !strings.HasPrefix(v.Name, "base:") {
+			match := false
+			for _, p := range prefixes {
+				match = match || strings.HasPrefix(v.Name, p)
+			}
+			if !match {
 				continue
 			}
 			s := steps[v.Name]
@@ -206,17 +221,15 @@ func uncachedExecs(t *testing.T, log string) []string {
 			s.completed = s.completed || v.Completed != nil
 		}
 	}
-	if len(steps) == 0 {
-		t.Fatalf("no base step in the progress log:\n%s", tail([]byte(log)))
-	}
-	var ran []string
 	for n, s := range steps {
+		seen = append(seen, n)
 		if !s.cached {
 			ran = append(ran, n)
 		}
 	}
 	sort.Strings(ran)
-	return ran
+	sort.Strings(seen)
+	return ran, seen
 }
 
 func lookupID(t *testing.T, file, name string) int {

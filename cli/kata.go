@@ -1,0 +1,112 @@
+package cli
+
+// What the CLI checks and gathers for the Kata layers before anything is lowered: local inputs
+// that must exist, the agent policy (parsed and compiled), and the folders the build reads.
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/rootfsc/rootfsc/policies"
+)
+
+// localInput is one file or folder the manifest names, with its field path.
+type localInput struct {
+	field []string
+	path  string
+	dir   bool // must be a folder; otherwise a file (or, for files.*.source, either)
+	any   bool
+}
+
+func (l *loaded) localInputs() []localInput {
+	m := l.res.Manifest
+	var in []localInput
+	if a := m.Agent; a != nil {
+		if a.File != "" {
+			in = append(in, localInput{field: []string{"agent", "file"}, path: a.File})
+		}
+		if a.Tarball != nil && a.Tarball.Path != "" {
+			in = append(in, localInput{field: []string{"agent", "tarball", "path"}, path: a.Tarball.Path})
+		}
+	}
+	if p := m.Policy; p != nil {
+		if p.File != "" {
+			in = append(in, localInput{field: []string{"policy", "file"}, path: p.File})
+		}
+		if p.OPA != nil && p.OPA.File != "" {
+			in = append(in, localInput{field: []string{"policy", "opa", "file"}, path: p.OPA.File})
+		}
+	}
+	if m.Modules != nil && m.Modules.Dir != "" {
+		in = append(in, localInput{field: []string{"modules", "dir"}, path: m.Modules.Dir, dir: true})
+	}
+	var paths []string
+	for p := range m.Files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		f := m.Files[p]
+		if f.Source != "" {
+			in = append(in, localInput{field: []string{"files", p, "source"}, path: f.Source, any: true})
+		}
+		if f.Tarball != nil && f.Tarball.Path != "" {
+			in = append(in, localInput{field: []string{"files", p, "tarball", "path"}, path: f.Tarball.Path})
+		}
+	}
+	return in
+}
+
+// abs resolves a path the manifest names against the manifest's folder.
+func (l *loaded) abs(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(l.res.Dir, p)
+}
+
+// checkInputs fails, at the manifest field, for a local input that is missing or of the wrong kind,
+// and checks the agent policy; it returns the text of a built-in policy.
+func (l *loaded) checkInputs(ctx context.Context) ([]byte, error) {
+	for _, in := range l.localInputs() {
+		fi, err := os.Stat(l.abs(in.path))
+		switch {
+		case err != nil:
+			return nil, l.res.Errorf(in.field, "%v", err)
+		case in.dir && !fi.IsDir():
+			return nil, l.res.Errorf(in.field, "%s is not a folder", in.path)
+		case !in.dir && !in.any && !fi.Mode().IsRegular():
+			return nil, l.res.Errorf(in.field, "%s is not a regular file", in.path)
+		}
+	}
+	p := l.res.Manifest.Policy
+	if p == nil {
+		return nil, nil
+	}
+	if p.Builtin != "" {
+		text, ok := policies.Builtin(p.Builtin)
+		if !ok {
+			return nil, l.res.Errorf([]string{"policy", "builtin"}, "unknown built-in policy %q", p.Builtin)
+		}
+		return text, nil
+	}
+	// The policy's own file:line:col positions say where the problem is.
+	if _, err := policies.Check(ctx, []string{displayPath(l.abs(p.File))}, policies.Opts{}); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// displayPath is p relative to the working directory when it lies under it, as error positions are.
+func displayPath(p string) string {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	if r, err := filepath.Rel(cwd, p); err == nil && !filepath.IsAbs(r) && len(r) > 0 && r[0] != '.' {
+		return r
+	}
+	return p
+}

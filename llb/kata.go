@@ -1,0 +1,512 @@
+package llb
+
+// The Kata layers: everything osbuilder's rootfs.sh adds after the distro
+// bootstrap, each its own state so that BuildKit caches it on its own, joined
+// with the base by llb.Merge.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	bkllb "github.com/moby/buildkit/client/llb"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/rootfsc/rootfsc/schema"
+)
+
+// Local is a folder of the client that enters the build as a [bkllb.Local].
+type Local struct {
+	// Dir is the folder as the manifest names it (relative to the manifest's folder or absolute).
+	Dir string
+	// Include limits the transfer to these names when only one file of Dir is needed.
+	Include []string
+}
+
+// layers lowers the Kata parts of one manifest.
+type layers struct {
+	m      *schema.Manifest
+	in     Input
+	opts   Opts
+	epoch  time.Time
+	base   *bkllb.State // nil in overlay mode
+	helper bkllb.State
+	locals map[string]Local
+}
+
+func (l *layers) systemd() bool { return l.m.Agent == nil || l.m.Agent.Init != "agent" }
+
+// local returns the [bkllb.Local] for a file or folder the manifest names. A
+// file travels as its folder limited to that one name.
+func (l *layers) local(name, p string, dir bool, pg bkllb.ConstraintsOpt) (bkllb.State, string) {
+	loc := Local{Dir: p}
+	src := "/"
+	if !dir {
+		loc = Local{Dir: path.Dir(p), Include: []string{path.Base(p)}}
+		src = "/" + path.Base(p)
+	}
+	l.locals[name] = loc
+	opts := []bkllb.LocalOption{
+		bkllb.SharedKeyHint(name),
+		bkllb.LocalUniqueID("rootfsc:" + name),
+		bkllb.WithCustomName("local " + name + ": " + p),
+		pg,
+	}
+	if len(loc.Include) > 0 {
+		opts = append(opts, bkllb.IncludePatterns(loc.Include))
+	}
+	return bkllb.Local(name, opts...), src
+}
+
+// fetch returns an HTTP source checked against its sha256, saved as file.
+func fetchChecked(url, sha256, file, what string, pg bkllb.ConstraintsOpt) bkllb.State {
+	return bkllb.HTTP(url,
+		bkllb.Checksum(digest.Digest("sha256:"+sha256)),
+		bkllb.Filename(file),
+		bkllb.WithCustomName("fetch "+what+" "+url),
+		pg,
+	)
+}
+
+// tarball returns the archive's source state and the path of the archive in it.
+func (l *layers) tarball(name string, t *schema.Tarball, pg bkllb.ConstraintsOpt) (bkllb.State, string) {
+	if t.Path != "" {
+		return l.local(name, t.Path, false, pg)
+	}
+	file := path.Base(strings.SplitN(t.URL, "?", 2)[0])
+	if file == "" || file == "/" || file == "." {
+		file = "archive"
+	}
+	return fetchChecked(t.URL, string(t.Sha256), file, name, pg), "/" + file
+}
+
+// created is the timestamp every file the layers write carries.
+func (l *layers) created() bkllb.CreatedTime { return bkllb.WithCreatedTime(l.epoch) }
+
+func (l *layers) root() bkllb.ChownOption { return bkllb.WithUIDGID(0, 0) }
+
+// mkdirs makes dirs (and parents) 0755 root:root.
+func (l *layers) mkdirs(st bkllb.State, name string, pg bkllb.ConstraintsOpt, dirs ...string) bkllb.State {
+	var fa *bkllb.FileAction
+	for _, d := range dirs {
+		a := bkllb.Mkdir(d, 0o755, bkllb.WithParents(true), l.root(), l.created())
+		if fa == nil {
+			fa = a
+		} else {
+			fa = fa.Mkdir(d, 0o755, bkllb.WithParents(true), l.root(), l.created())
+		}
+	}
+	if fa == nil {
+		return st
+	}
+	return st.File(fa, bkllb.WithCustomName(name), pg)
+}
+
+// agent is the agent layer: the binary at /usr/bin/kata-agent (or as
+// /sbin/init), or a tarball unpacked at /.
+func (l *layers) agent() (bkllb.State, error) {
+	a := l.m.Agent
+	pg := bkllb.ProgressGroup("agent", "agent", false)
+	dest := AgentPath
+	if a.Init == "agent" {
+		dest = InitPath
+	}
+	st := l.mkdirs(bkllb.Scratch(), "agent: directories", pg, path.Dir(dest))
+	if a.File != "" {
+		src, p := l.local("agent", a.File, false, pg)
+		return st.File(bkllb.Copy(src, p, dest, &bkllb.CopyInfo{
+			Mode: &bkllb.ChmodOpt{Mode: 0o755}, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
+		}), bkllb.WithCustomName("agent: install "+a.File+" as "+dest), pg), nil
+	}
+	src, p := l.tarball("agent", a.Tarball, pg)
+	unpacked := bkllb.Scratch().File(bkllb.Copy(src, p, "/", &bkllb.CopyInfo{AttemptUnpack: true}),
+		bkllb.WithCustomName("agent: unpack "+path.Base(p)), pg)
+	if a.Init != "agent" {
+		return unpacked, nil
+	}
+	// The agent as init: only the binary, moved to /sbin/init as osbuilder does.
+	return st.File(bkllb.Copy(unpacked, AgentPath, dest, &bkllb.CopyInfo{
+		Mode: &bkllb.ChmodOpt{Mode: 0o755}, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
+	}), bkllb.WithCustomName("agent: "+AgentPath+" from the tarball as "+dest), pg), nil
+}
+
+func chown(uid, gid int) *bkllb.ChownOpt {
+	return &bkllb.ChownOpt{User: &bkllb.UserOpt{UID: uid}, Group: &bkllb.UserOpt{UID: gid}}
+}
+
+// glue is the Kata glue layer: systemd units and links, tmp.mount, /var/tmp,
+// an empty resolv.conf, osbuilder.yaml, and over a base the chrony edits and
+// the slim deletions, each kept as a diff of the base.
+func (l *layers) glue() bkllb.State {
+	pg := bkllb.ProgressGroup("kata", "kata glue", false)
+	fa := bkllb.Mkdir("/etc", 0o755, bkllb.WithParents(true), l.root(), l.created()).
+		Mkdir("/var/lib/osbuilder", 0o755, bkllb.WithParents(true), l.root(), l.created()).
+		Mkfile("/etc/resolv.conf", 0o644, nil, l.root(), l.created()).
+		Symlink("../tmp", "/var/tmp", l.root(), l.created()).
+		Mkfile(OsbuilderSummary, 0o644, []byte(osbuilderYAML(l.summary())), l.root(), l.created())
+	if l.systemd() {
+		fa = fa.Mkdir(UnitDir, 0o755, bkllb.WithParents(true), l.root(), l.created()).
+			Mkdir(EtcUnitDir+"/basic.target.wants", 0o755, bkllb.WithParents(true), l.root(), l.created()).
+			Mkdir(EtcUnitDir+"/kata-containers.target.wants", 0o755, bkllb.WithParents(true), l.root(), l.created()).
+			Mkfile(UnitDir+"/kata-agent.service", 0o644, []byte(agentService), l.root(), l.created()).
+			Mkfile(UnitDir+"/kata-containers.target", 0o644, []byte(containersTarget), l.root(), l.created()).
+			Mkfile(EtcUnitDir+"/tmp.mount", 0o644, []byte(tmpMount), l.root(), l.created()).
+			Symlink(UnitDir+"/kata-containers.target", EtcUnitDir+"/basic.target.wants/kata-containers.target", l.root(), l.created()).
+			Symlink(UnitDir+"/dbus.socket", EtcUnitDir+"/kata-containers.target.wants/dbus.socket", l.root(), l.created())
+	}
+	st := bkllb.Scratch().File(fa, bkllb.WithCustomName("kata: units, links, resolv.conf, osbuilder.yaml"), pg)
+	if l.base == nil {
+		return st
+	}
+	parts := []bkllb.State{l.edit("kata: chrony to the PTP clock", chronyScript, pg)}
+	if l.m.Slim {
+		parts = append(parts, l.edit("kata: slim (units, docs, man pages, locales)", slimScript(), pg))
+	}
+	parts = append(parts, st)
+	return bkllb.Merge(parts, bkllb.WithCustomName("kata: merge"), pg)
+}
+
+// edit runs a script over the base and keeps only what it changed.
+func (l *layers) edit(name, script string, pg bkllb.ConstraintsOpt) bkllb.State {
+	run := l.base.Run(
+		bkllb.Args([]string{"/bin/sh", "-c", script}),
+		bkllb.AddEnv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+		bkllb.AddEnv("LC_ALL", "C"),
+		bkllb.Dir("/"),
+		bkllb.Network(bkllb.NetModeNone),
+		bkllb.WithCustomName(name),
+		pg,
+	).Root()
+	return bkllb.Diff(*l.base, run, bkllb.WithCustomName(name+" (diff)"), pg)
+}
+
+func (l *layers) summary() Summary {
+	s := Summary{
+		BuilderVersion: l.opts.BuilderVersion,
+		Epoch:          l.epoch.Unix(),
+		Arch:           l.m.Arch,
+		Distro:         l.m.Distro,
+		Release:        l.m.Release,
+		Default:        l.in.DefaultPackages,
+		Extra:          l.m.Packages,
+	}
+	if l.m.Agent != nil {
+		s.AgentVersion = l.m.Agent.Version
+		s.AgentInit = l.m.Agent.Init == "agent"
+	}
+	if s.BuilderVersion == "" {
+		s.BuilderVersion = "devel"
+	}
+	return s
+}
+
+// policy is the policy layer: the Rego file and its default-policy.rego
+// link, and for the OPA service the OPA binary and kata-opa.service.
+func (l *layers) policy() (bkllb.State, error) {
+	p := l.m.Policy
+	pg := bkllb.ProgressGroup("policy", "agent policy", false)
+	name := p.Builtin
+	if p.File != "" {
+		name = strings.TrimSuffix(path.Base(p.File), ".rego")
+	}
+	file := PolicyDir + "/" + name + ".rego"
+	st := l.mkdirs(bkllb.Scratch(), "policy: directories", pg, PolicyDir)
+	if p.Builtin != "" {
+		if len(l.in.BuiltinPolicy) == 0 {
+			return bkllb.State{}, fmt.Errorf("policy: no text for the built-in %q", p.Builtin)
+		}
+		st = st.File(bkllb.Mkfile(file, 0o644, l.in.BuiltinPolicy, l.root(), l.created()),
+			bkllb.WithCustomName("policy: built-in "+p.Builtin), pg)
+	} else {
+		src, sp := l.local("policy", p.File, false, pg)
+		st = st.File(bkllb.Copy(src, sp, file, &bkllb.CopyInfo{
+			Mode: &bkllb.ChmodOpt{Mode: 0o644}, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
+		}), bkllb.WithCustomName("policy: "+p.File), pg)
+	}
+	st = st.File(bkllb.Symlink(name+".rego", DefaultPolicy, l.root(), l.created()),
+		bkllb.WithCustomName("policy: default-policy.rego -> "+name+".rego"), pg)
+	if p.Engine != "opa-service" {
+		return st, nil
+	}
+	st = l.mkdirs(st, "policy: directories for OPA", pg, path.Dir(OPAPath))
+	var opa bkllb.State
+	var op string
+	if p.OPA.File != "" {
+		opa, op = l.local("opa", p.OPA.File, false, pg)
+	} else {
+		opa, op = fetchChecked(p.OPA.URL, string(p.OPA.Sha256), "opa", "opa", pg), "/opa"
+	}
+	st = st.File(bkllb.Copy(opa, op, OPAPath, &bkllb.CopyInfo{
+		Mode: &bkllb.ChmodOpt{Mode: 0o755}, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
+	}), bkllb.WithCustomName("policy: opa binary"), pg)
+	if !l.systemd() {
+		// The agent as init starts OPA itself.
+		return st, nil
+	}
+	return st.File(bkllb.Mkdir(UnitDir, 0o755, bkllb.WithParents(true), l.root(), l.created()).
+		Mkdir(EtcUnitDir+"/kata-containers.target.wants", 0o755, bkllb.WithParents(true), l.root(), l.created()).
+		Mkfile(UnitDir+"/kata-opa.service", 0o644, []byte(opaService), l.root(), l.created()).
+		Symlink(UnitDir+"/kata-opa.service", EtcUnitDir+"/kata-containers.target.wants/kata-opa.service", l.root(), l.created()),
+		bkllb.WithCustomName("policy: kata-opa.service"), pg), nil
+}
+
+// modules is the kernel modules layer: a local modules tree or a distro
+// kernel package's lib/modules, with depmod run by the base's kmod; only the
+// tree and depmod's results join the rootfs.
+func (l *layers) modules() (bkllb.State, error) {
+	mod := l.m.Modules
+	pg := bkllb.ProgressGroup("modules", "kernel modules", false)
+	var withTree bkllb.State
+	var release string
+	start := bkllb.Scratch()
+	if l.base != nil {
+		start = *l.base
+	}
+	switch {
+	case mod.Dir != "":
+		release = path.Base(path.Clean(mod.Dir))
+		if !validRelease(release) {
+			return bkllb.State{}, fmt.Errorf("modules.dir %q: the folder must be named after the kernel release (like 6.1.0-27-amd64)", mod.Dir)
+		}
+		src, _ := l.local("modules", mod.Dir, true, pg)
+		start = l.mkdirs(start, "modules: "+ModulesDir, pg, ModulesDir)
+		withTree = start.File(bkllb.Copy(src, "/", ModulesDir+"/"+release, &bkllb.CopyInfo{
+			CopyDirContentsOnly: true, CreateDestPath: true, ChownOpt: chown(0, 0),
+		}), bkllb.WithCustomName("modules: copy "+mod.Dir), pg)
+	default:
+		if l.base == nil || l.in.Lock == nil || l.in.Lock.Kernel == nil {
+			return bkllb.State{}, fmt.Errorf("modules.package %q: needs a distro and a lock that pins the kernel (run rootfsc lock)", mod.Package)
+		}
+		k := l.in.Lock.Kernel
+		release = k.Release
+		if !validRelease(release) {
+			return bkllb.State{}, fmt.Errorf("lock: kernel %s: bad release %q", k.Name, release)
+		}
+		mirror, ok := l.in.Mirrors[k.Suite]
+		if !ok || mirror == "" {
+			return bkllb.State{}, fmt.Errorf("kernel %s: no mirror for suite %q", k.Name, k.Suite)
+		}
+		if !isSHA256(k.SHA256) || k.Filename == "" || strings.Contains(k.Filename, "..") {
+			return bkllb.State{}, fmt.Errorf("lock: kernel %s: bad filename %q or sha256 %q", k.Name, k.Filename, k.SHA256)
+		}
+		const kernelDir = "/.rootfsc-kernel"
+		debFile := k.Name + ".deb"
+		deb := fetchChecked(strings.TrimSuffix(mirror, "/")+"/"+k.Filename, k.SHA256, debFile, k.Name+" "+k.Version, pg)
+		run := start.Run(
+			bkllb.Args([]string{HelperDir + "/rootfsc", "internal", "extract", "--root", "/",
+				"--only", "lib/modules/", "--only", "usr/lib/modules/", kernelDir + "/" + debFile}),
+			bkllb.AddMount(HelperDir, l.helper, bkllb.Readonly),
+			bkllb.AddMount(kernelDir, deb, bkllb.Readonly),
+			bkllb.Network(bkllb.NetModeNone),
+			bkllb.WithCustomName("modules: extract lib/modules of "+k.Name+" "+k.Version),
+			pg,
+		).Root()
+		// The mount points are not part of the rootfs.
+		withTree = run.File(bkllb.Rm(HelperDir, bkllb.WithAllowNotFound(true)).Rm(kernelDir, bkllb.WithAllowNotFound(true)),
+			bkllb.WithCustomName("modules: remove mount points"), pg)
+	}
+	if l.base == nil {
+		// No kmod without a distro: the tree goes in as it is.
+		return withTree, nil
+	}
+	dep := withTree.Run(
+		bkllb.Args([]string{"/sbin/depmod", "--all", "--basedir", "/", release}),
+		bkllb.AddEnv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+		bkllb.Network(bkllb.NetModeNone),
+		bkllb.WithCustomName("modules: depmod "+release),
+		pg,
+	).Root()
+	return bkllb.Diff(*l.base, dep, bkllb.WithCustomName("modules: "+release+" (diff)"), pg), nil
+}
+
+// validRelease accepts kernel release names: safe as a path element and a word.
+func validRelease(s string) bool {
+	return s != "" && s != "." && s != ".." && valid(s, "+._-") && s[0] >= '0' && s[0] <= '9'
+}
+
+// files is the layer of the manifest's extra files. Owners given by name are
+// resolved in the base's /etc/passwd, so those files are written over the base
+// and kept as a diff.
+func (l *layers) files() (bkllb.State, error) {
+	pg := bkllb.ProgressGroup("files", "extra files", false)
+	paths := make([]string, 0, len(l.m.Files))
+	byName := false
+	for p, f := range l.m.Files {
+		if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+			return bkllb.State{}, fmt.Errorf("files: %q is not a clean absolute path", p)
+		}
+		paths = append(paths, p)
+		if f.Owner != "" && !numericOwner(f.Owner) {
+			byName = true
+		}
+	}
+	sort.Strings(paths)
+	st := bkllb.Scratch()
+	if byName {
+		if l.base == nil {
+			return bkllb.State{}, errors.New("files: owners by name need a distro (names come from its /etc/passwd); use uid:gid")
+		}
+		st = *l.base
+	}
+	for i, p := range paths {
+		f := l.m.Files[p]
+		own := l.owner(f.Owner)
+		st = l.mkdirs(st, "files: "+path.Dir(p), pg, path.Dir(p))
+		var mode *bkllb.ChmodOpt
+		if f.Mode != 0 {
+			mode = &bkllb.ChmodOpt{Mode: fileMode(f.Mode)}
+		}
+		name := fmt.Sprintf("files%d", i)
+		switch {
+		case f.Tarball != nil:
+			src, sp := l.tarball(name, f.Tarball, pg)
+			st = l.mkdirs(st, "files: "+p, pg, p)
+			st = st.File(bkllb.Copy(src, sp, p, &bkllb.CopyInfo{AttemptUnpack: true, ChownOpt: own}),
+				bkllb.WithCustomName("files: unpack "+path.Base(sp)+" at "+p), pg)
+		case f.Source != "":
+			// A file or a folder: its parent travels, limited to that name.
+			src, sp := l.local(name, f.Source, false, pg)
+			st = st.File(bkllb.Copy(src, sp, p, &bkllb.CopyInfo{Mode: mode, ChownOpt: own, CreatedTime: &l.epoch}),
+				bkllb.WithCustomName("files: "+f.Source+" as "+p), pg)
+		default:
+			m := int64(0o644)
+			if f.Mode != 0 {
+				m = f.Mode
+			}
+			st = st.File(bkllb.Mkfile(p, fileMode(m), []byte(f.Content), *own, l.created()),
+				bkllb.WithCustomName("files: "+p), pg)
+		}
+	}
+	if byName {
+		return bkllb.Diff(*l.base, st, bkllb.WithCustomName("files: (diff)"), pg), nil
+	}
+	return st, nil
+}
+
+// owner turns "uid:gid", "uid", "user:group" or "user" into a chown option;
+// empty means root.
+func (l *layers) owner(s string) *bkllb.ChownOpt {
+	if s == "" {
+		return chown(0, 0)
+	}
+	user, group, ok := strings.Cut(s, ":")
+	if !ok {
+		group = user
+	}
+	opt := &bkllb.ChownOpt{User: userOpt(user), Group: userOpt(group)}
+	return opt
+}
+
+func userOpt(s string) *bkllb.UserOpt {
+	if n, err := strconv.Atoi(s); err == nil {
+		return &bkllb.UserOpt{UID: n}
+	}
+	if s == "root" {
+		return &bkllb.UserOpt{UID: 0}
+	}
+	return &bkllb.UserOpt{Name: s}
+}
+
+func numericOwner(s string) bool {
+	for _, part := range strings.Split(s, ":") {
+		if _, err := strconv.Atoi(part); err != nil && part != "root" {
+			return false
+		}
+	}
+	return true
+}
+
+// fileMode is a permission mode; the schema allows no setuid, setgid or sticky bits.
+func fileMode(m int64) os.FileMode { return os.FileMode(m & 0o777) }
+
+// rootfs merges the base and the Kata layers, in the order later layers win:
+// base, modules, glue, policy, agent, files; then checks the result.
+func (l *layers) rootfs() (bkllb.State, error) {
+	var parts []bkllb.State
+	if l.base != nil {
+		parts = append(parts, *l.base)
+	}
+	var agent *bkllb.State
+	if l.m.Modules != nil {
+		st, err := l.modules()
+		if err != nil {
+			return bkllb.State{}, err
+		}
+		parts = append(parts, st)
+	}
+	if l.m.Agent != nil {
+		parts = append(parts, l.glue())
+	}
+	if l.m.Policy != nil {
+		st, err := l.policy()
+		if err != nil {
+			return bkllb.State{}, err
+		}
+		parts = append(parts, st)
+	}
+	if l.m.Agent != nil {
+		st, err := l.agent()
+		if err != nil {
+			return bkllb.State{}, err
+		}
+		agent = &st
+		parts = append(parts, st)
+	}
+	if len(l.m.Files) > 0 {
+		st, err := l.files()
+		if err != nil {
+			return bkllb.State{}, err
+		}
+		parts = append(parts, st)
+	}
+	switch len(parts) {
+	case 0:
+		return bkllb.State{}, errors.New("nothing to build: no distro, agent, modules, policy or files")
+	case 1:
+		if l.base != nil {
+			return *l.base, nil
+		}
+	}
+	merged := bkllb.Merge(parts, bkllb.WithCustomName(fmt.Sprintf("rootfs: merge %d layers", len(parts))))
+	return l.check(merged, agent), nil
+}
+
+// CheckTarget and CheckAgent are where the check step mounts the rootfs and
+// the agent layer; the check's /target is what is exported.
+const (
+	CheckTarget = "/target"
+	CheckAgent  = "/.rootfsc-agent"
+)
+
+// check runs the helper's `internal check` over the merged rootfs, as
+// osbuilder's check_rootfs does before an image is made: the exported rootfs
+// is the check's (unchanged) mount, so a failed check fails the build.
+func (l *layers) check(merged bkllb.State, agent *bkllb.State) bkllb.State {
+	pg := bkllb.ProgressGroup("check", "check rootfs", false)
+	args := []string{HelperDir + "/rootfsc", "internal", "check", "--root", CheckTarget}
+	opts := []bkllb.RunOption{
+		bkllb.AddMount(HelperDir, l.helper, bkllb.Readonly),
+		bkllb.Network(bkllb.NetModeNone),
+		pg,
+	}
+	if l.base == nil {
+		args = append(args, "--overlay")
+	}
+	if agent != nil {
+		init := "systemd"
+		want := AgentPath
+		if !l.systemd() {
+			init, want = "agent", InitPath
+		}
+		args = append(args, "--init", init, "--agent", CheckAgent+want)
+		opts = append(opts, bkllb.AddMount(CheckAgent, *agent, bkllb.Readonly))
+	}
+	opts = append(opts, bkllb.Args(args), bkllb.WithCustomName("check: "+strings.Join(args[2:], " ")))
+	run := bkllb.Scratch().Run(opts...)
+	return run.AddMount(CheckTarget, merged)
+}
