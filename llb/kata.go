@@ -30,11 +30,16 @@ type Local struct {
 
 // layers lowers the Kata parts of one manifest.
 type layers struct {
-	m      *schema.Manifest
-	in     Input
-	opts   Opts
-	epoch  time.Time
-	base   *bkllb.State // nil in overlay mode
+	m     *schema.Manifest
+	in    Input
+	opts  Opts
+	epoch time.Time
+	base  *bkllb.State // nil in overlay mode
+	// empty is the root every layer over scratch starts from: "/" 0755
+	// root:root at the epoch. Being an op with no inputs, it is also the
+	// one step BuildKit reports as run (a cache request) on every build, so
+	// the layers' own steps show CACHED when they are.
+	empty  bkllb.State
 	helper bkllb.State
 	locals map[string]Local
 }
@@ -116,7 +121,7 @@ func (l *layers) agent() (bkllb.State, error) {
 	if a.Init == "agent" {
 		dest = InitPath
 	}
-	st := l.mkdirs(bkllb.Scratch(), "agent: directories", pg, path.Dir(dest))
+	st := l.mkdirs(l.empty, "agent: directories", pg, path.Dir(dest))
 	if a.File != "" {
 		src, p := l.local("agent", a.File, false, pg)
 		return st.File(bkllb.Copy(src, p, dest, &bkllb.CopyInfo{
@@ -159,7 +164,7 @@ func (l *layers) glue() bkllb.State {
 			Symlink(UnitDir+"/kata-containers.target", EtcUnitDir+"/basic.target.wants/kata-containers.target", l.root(), l.created()).
 			Symlink(UnitDir+"/dbus.socket", EtcUnitDir+"/kata-containers.target.wants/dbus.socket", l.root(), l.created())
 	}
-	st := bkllb.Scratch().File(fa, bkllb.WithCustomName("kata: units, links, resolv.conf, osbuilder.yaml"), pg)
+	st := l.empty.File(fa, bkllb.WithCustomName("kata: units, links, resolv.conf, osbuilder.yaml"), pg)
 	if l.base == nil {
 		return st
 	}
@@ -215,7 +220,7 @@ func (l *layers) policy() (bkllb.State, error) {
 		name = strings.TrimSuffix(path.Base(p.File), ".rego")
 	}
 	file := PolicyDir + "/" + name + ".rego"
-	st := l.mkdirs(bkllb.Scratch(), "policy: directories", pg, PolicyDir)
+	st := l.mkdirs(l.empty, "policy: directories", pg, PolicyDir)
 	if p.Builtin != "" {
 		if len(l.in.BuiltinPolicy) == 0 {
 			return bkllb.State{}, fmt.Errorf("policy: no text for the built-in %q", p.Builtin)
@@ -263,7 +268,7 @@ func (l *layers) modules() (bkllb.State, error) {
 	pg := bkllb.ProgressGroup("modules", "kernel modules", false)
 	var withTree bkllb.State
 	var release string
-	start := bkllb.Scratch()
+	start := l.empty
 	if l.base != nil {
 		start = *l.base
 	}
@@ -346,7 +351,7 @@ func (l *layers) files() (bkllb.State, error) {
 		}
 	}
 	sort.Strings(paths)
-	st := bkllb.Scratch()
+	st := l.empty
 	if byName {
 		if l.base == nil {
 			return bkllb.State{}, errors.New("files: owners by name need a distro (names come from its /etc/passwd); use uid:gid")

@@ -134,6 +134,8 @@ func Lower(ctx context.Context, in Input, opts Opts) (*Result, error) {
 		}
 		l := &layers{m: in.Manifest, in: in, opts: opts, epoch: time.Unix(epoch, 0).UTC(),
 			base: base, helper: helper, locals: locals}
+		l.empty = bkllb.Scratch().File(bkllb.Mkdir("/", 0o755, bkllb.WithParents(true), l.root(), l.created()),
+			bkllb.WithCustomName("rootfs: empty root"))
 		var err error
 		if st, err = l.rootfs(); err != nil {
 			return nil, fmt.Errorf("lowering: %w", err)

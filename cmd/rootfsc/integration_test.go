@@ -34,7 +34,7 @@ packages: ["iproute2"]
 `
 
 // binDir is where `make test` put rootfsc, buildkitd and buildctl.
-func binDir(t *testing.T) string {
+func binDir(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration tier: needs buildkitd, runc and the mirror")
@@ -48,13 +48,13 @@ func binDir(t *testing.T) string {
 
 // harness is one embedded daemon in a private state directory, stopped when the test ends.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string
 	state string
 	env   []string
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	bin := binDir(t)
 	state, err := os.MkdirTemp("", "rootfsc-state-")
 	if err != nil {
@@ -186,7 +186,7 @@ func uncachedExecs(t *testing.T, log string) []string {
 
 // stepsRun reads a rawjson progress log and returns, among the steps whose names start with one
 // of prefixes, those that were not CACHED, and all of them.
-func stepsRun(t *testing.T, log string, prefixes ...string) (ran, seen []string) {
+func stepsRun(t testing.TB, log string, prefixes ...string) (ran, seen []string) {
 	t.Helper()
 	type state struct{ cached, completed bool }
 	steps := map[string]*state{}
@@ -250,7 +250,7 @@ func lookupID(t *testing.T, file, name string) int {
 	return -1
 }
 
-func fileSum(t *testing.T, p string) string {
+func fileSum(t testing.TB, p string) string {
 	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {

@@ -177,7 +177,7 @@ outputs: [{type: "dir", dest: "rootfs"}]
 		chronyGID := lookupID(t, filepath.Join(root, "etc/group"), "_chrony")
 		want := append(kataCommon(h.bin),
 			entry{path: "usr/bin/kata-agent", kind: "file", mode: 0o755, same: standin},
-			entry{path: "usr/sbin/init", kind: "link", target: "../lib/systemd/systemd"},
+			entry{path: "usr/sbin/init", kind: "link", target: "/lib/systemd/systemd"},
 			entry{path: "usr/lib/systemd/system/kata-agent.service", kind: "file", mode: 0o644, lines: agentUnitLines},
 			entry{path: "usr/lib/systemd/system/kata-containers.target", kind: "file", mode: 0o644, lines: targetLines},
 			entry{path: "usr/lib/systemd/system/kata-opa.service", kind: "file", mode: 0o644, lines: opaUnitLines},
@@ -424,7 +424,7 @@ func tarNames(t *testing.T, p string) map[string]bool {
 	}
 }
 
-func writeFile(t *testing.T, p, body string) {
+func writeFile(t testing.TB, p, body string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
@@ -443,7 +443,7 @@ func readFile(t *testing.T, p string) string {
 	return string(b)
 }
 
-func copyFile(t *testing.T, src, dst string) {
+func copyFile(t testing.TB, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
