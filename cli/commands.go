@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -195,10 +196,17 @@ func runLLB(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	def, _, err := l.lower(e, lk, mirrors)
+	def, dirs, err := l.lower(e, lk, mirrors)
 	if err != nil {
 		return err
 	}
+	// buildctl needs every local the definition reads.
+	flags := []string{"--local " + helperLocal + "=DIR_OF_STATIC_ROOTFSC"}
+	for name, dir := range dirs {
+		flags = append(flags, "--local "+name+"="+dir)
+	}
+	sort.Strings(flags[1:])
+	fmt.Fprintf(e.stderr, "buildctl build %s\n", strings.Join(flags, " "))
 	return llb.WriteTo(def, e.stdout)
 }
 
@@ -217,7 +225,7 @@ func runBuild(e *env, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	l, err := load(e.ctx, pos[0])
+	l, err := load(e, pos[0])
 	if err != nil {
 		return err
 	}

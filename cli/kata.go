@@ -4,7 +4,10 @@ package cli
 // that must exist, the agent policy (parsed and compiled), and the folders the build reads.
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,8 +19,9 @@ import (
 type localInput struct {
 	field []string
 	path  string
-	dir   bool // must be a folder; otherwise a file (or, for files.*.source, either)
-	any   bool
+	dir     bool // must be a folder; otherwise a file (or, for files.*.source, either)
+	any     bool
+	archive bool // must be a tar archive, plain or compressed
 }
 
 func (l *loaded) localInputs() []localInput {
@@ -28,7 +32,7 @@ func (l *loaded) localInputs() []localInput {
 			in = append(in, localInput{field: []string{"agent", "file"}, path: a.File})
 		}
 		if a.Tarball != nil && a.Tarball.Path != "" {
-			in = append(in, localInput{field: []string{"agent", "tarball", "path"}, path: a.Tarball.Path})
+			in = append(in, localInput{field: []string{"agent", "tarball", "path"}, path: a.Tarball.Path, archive: true})
 		}
 	}
 	if p := m.Policy; p != nil {
@@ -53,7 +57,7 @@ func (l *loaded) localInputs() []localInput {
 			in = append(in, localInput{field: []string{"files", p, "source"}, path: f.Source, any: true})
 		}
 		if f.Tarball != nil && f.Tarball.Path != "" {
-			in = append(in, localInput{field: []string{"files", p, "tarball", "path"}, path: f.Tarball.Path})
+			in = append(in, localInput{field: []string{"files", p, "tarball", "path"}, path: f.Tarball.Path, archive: true})
 		}
 	}
 	return in
@@ -79,6 +83,13 @@ func (l *loaded) checkInputs(ctx context.Context) ([]byte, error) {
 			return nil, l.res.Errorf(in.field, "%s is not a folder", in.path)
 		case !in.dir && !in.any && !fi.Mode().IsRegular():
 			return nil, l.res.Errorf(in.field, "%s is not a regular file", in.path)
+		case in.archive:
+			// BuildKit copies a file it cannot unpack as it is; say so here instead.
+			if kind, err := archiveKind(l.abs(in.path)); err != nil {
+				return nil, l.res.Errorf(in.field, "%v", err)
+			} else if kind == "" {
+				return nil, l.res.Errorf(in.field, "%s is not a tar archive (plain, gzip, bzip2, xz or zstd)", in.path)
+			}
 		}
 	}
 	p := l.res.Manifest.Policy
@@ -93,8 +104,13 @@ func (l *loaded) checkInputs(ctx context.Context) ([]byte, error) {
 		return text, nil
 	}
 	// The policy's own file:line:col positions say where the problem is.
-	if _, err := policies.Check(ctx, []string{displayPath(l.abs(p.File))}, policies.Opts{}); err != nil {
+	res, err := policies.Check(ctx, []string{displayPath(l.abs(p.File))}, policies.Opts{})
+	if err != nil {
 		return nil, err
+	}
+	if res.Files[0].RegoVersion == "v0" && p.Engine == "opa-service" {
+		l.warnings = append(l.warnings, fmt.Sprintf("%s is Rego v0: OPA 1.x loads it only with --v0-compatible, "+
+			"which kata-opa.service does not pass; use an OPA 0.x binary or rewrite the policy in Rego v1 (rules with `if`)", p.File))
 	}
 	return nil, nil
 }
@@ -109,4 +125,34 @@ func displayPath(p string) string {
 		return r
 	}
 	return p
+}
+
+// archiveKind names the compression of a tar archive by its first bytes ("tar" when plain), or ""
+// when the file is not an archive BuildKit unpacks.
+func archiveKind(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	head = head[:n]
+	for _, m := range []struct {
+		kind  string
+		magic []byte
+	}{
+		{"gzip", []byte{0x1f, 0x8b}},
+		{"bzip2", []byte("BZh")},
+		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}},
+		{"zstd", []byte{0x28, 0xb5, 0x2f, 0xfd}},
+	} {
+		if bytes.HasPrefix(head, m.magic) {
+			return m.kind, nil
+		}
+	}
+	if len(head) >= 262 && bytes.Equal(head[257:262], []byte("ustar")) {
+		return "tar", nil
+	}
+	return "", nil
 }

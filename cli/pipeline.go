@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -32,6 +31,8 @@ type loaded struct {
 	lockPath string
 	// builtinPolicy is the text of the manifest's built-in policy, if it names one.
 	builtinPolicy []byte
+	// warnings are printed on stderr by the command; they do not stop it.
+	warnings []string
 }
 
 // parseManifest parses a subcommand's flags, which must leave exactly the manifest, and loads it.
@@ -40,10 +41,12 @@ func parseManifest(e *env, fs *pflag.FlagSet, args []string) (*loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	return load(e.ctx, pos[0])
+	return load(e, pos[0])
 }
 
-func load(ctx context.Context, manifest string) (*loaded, error) {
+// load loads and checks a manifest and prints its warnings.
+func load(e *env, manifest string) (*loaded, error) {
+	ctx := e.ctx
 	res, err := rcue.Load(ctx, manifest, rcue.Opts{})
 	if err != nil {
 		return nil, err
@@ -54,6 +57,9 @@ func load(ctx context.Context, manifest string) (*loaded, error) {
 	l := &loaded{res: res, lockPath: lock.Path(res.Path)}
 	if l.builtinPolicy, err = l.checkInputs(ctx); err != nil {
 		return nil, err
+	}
+	for _, w := range l.warnings {
+		fmt.Fprintf(e.stderr, "warning: %s\n", w)
 	}
 	return l, nil
 }

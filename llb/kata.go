@@ -334,28 +334,25 @@ func validRelease(s string) bool {
 	return s != "" && s != "." && s != ".." && valid(s, "+._-") && s[0] >= '0' && s[0] <= '9'
 }
 
-// files is the layer of the manifest's extra files. Owners given by name are
-// resolved in the base's /etc/passwd, so those files are written over the base
-// and kept as a diff.
+// files is the layer of the manifest's extra files. Over a distro they are
+// written over the base and kept as a diff: owners given by name are then
+// resolved in the base's /etc/passwd, and parent folders keep the base's
+// modes (a file under /tmp must not turn /tmp into 0755).
 func (l *layers) files() (bkllb.State, error) {
 	pg := bkllb.ProgressGroup("files", "extra files", false)
 	paths := make([]string, 0, len(l.m.Files))
-	byName := false
 	for p, f := range l.m.Files {
 		if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
 			return bkllb.State{}, fmt.Errorf("files: %q is not a clean absolute path", p)
 		}
 		paths = append(paths, p)
-		if f.Owner != "" && !numericOwner(f.Owner) {
-			byName = true
+		if f.Owner != "" && !numericOwner(f.Owner) && l.base == nil {
+			return bkllb.State{}, fmt.Errorf("files: %s: owner %q by name needs a distro (names come from its /etc/passwd); use uid:gid", p, f.Owner)
 		}
 	}
 	sort.Strings(paths)
 	st := l.empty
-	if byName {
-		if l.base == nil {
-			return bkllb.State{}, errors.New("files: owners by name need a distro (names come from its /etc/passwd); use uid:gid")
-		}
+	if l.base != nil {
 		st = *l.base
 	}
 	for i, p := range paths {
@@ -387,7 +384,7 @@ func (l *layers) files() (bkllb.State, error) {
 				bkllb.WithCustomName("files: "+p), pg)
 		}
 	}
-	if byName {
+	if l.base != nil {
 		return bkllb.Diff(*l.base, st, bkllb.WithCustomName("files: (diff)"), pg), nil
 	}
 	return st, nil

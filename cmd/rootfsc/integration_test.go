@@ -82,6 +82,20 @@ func (h *harness) run(dir string, wantOK bool, args ...string) string {
 	return string(out)
 }
 
+// stdout runs rootfsc in dir and returns its stdout alone; it fails the test on an error.
+func (h *harness) stdout(dir string, args ...string) string {
+	h.t.Helper()
+	cmd := exec.Command(filepath.Join(h.bin, "rootfsc"), args...)
+	cmd.Dir, cmd.Env = dir, h.env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		h.t.Fatalf("rootfsc %s: %v\n%s", strings.Join(args, " "), err, tail(stderr.Bytes()))
+	}
+	return string(out)
+}
+
 func tail(b []byte) string {
 	if len(b) > 6000 {
 		b = b[len(b)-6000:]
@@ -160,7 +174,7 @@ func TestBuildDebian(t *testing.T) {
 		}
 	})
 	t.Run("llb piped to buildctl", func(t *testing.T) {
-		def := h.run(dir, true, "llb", "--locked", "m.cue")
+		def := h.stdout(dir, "llb", "--locked", "m.cue")
 		cmd := exec.Command(filepath.Join(h.bin, "buildctl"), "--addr", "unix://"+filepath.Join(h.state, "buildkitd.sock"),
 			"build", "--local", "rootfsc-helper="+h.bin, "--output", "type=tar,dest="+filepath.Join(dir, "buildctl.tar"))
 		cmd.Stdin = strings.NewReader(def)

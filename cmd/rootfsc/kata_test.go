@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,8 +149,13 @@ func TestKata(t *testing.T) {
 		}
 	}
 
+	// The systemd case's modules tree, from which the agent-init case takes a small local tree;
+	// its folder outlives the subtest.
+	var modulesRoot, modulesRelease string
+	systemdDir := t.TempDir()
+
 	t.Run("systemd", func(t *testing.T) {
-		dir := t.TempDir()
+		dir := systemdDir
 		agent := filepath.Join(dir, "kata-agent")
 		copyFile(t, standin, agent)
 		writeFile(t, filepath.Join(dir, "etc-extra/hello.conf"), "hello\n")
@@ -210,6 +217,7 @@ outputs: [{type: "dir", dest: "rootfs"}]
 				t.Fatal("the lock pins no kernel")
 			}
 			rel := lk.Kernel.Release
+			modulesRoot, modulesRelease = filepath.Join(root, "usr/lib/modules", rel), rel
 			dep, err := os.ReadFile(filepath.Join(root, "usr/lib/modules", rel, "modules.dep"))
 			if err != nil {
 				t.Fatal(err)
@@ -265,12 +273,36 @@ outputs: [{type: "dir", dest: "rootfs"}]
 
 	t.Run("agent as init", func(t *testing.T) {
 		dir := t.TempDir()
-		agentTar(t, filepath.Join(dir, "kata-agent.tar.gz"), standin)
+		// The agent tarball and OPA come by URL with their sha256, from a server on 127.0.0.1.
+		web := t.TempDir()
+		agentTar(t, filepath.Join(web, "kata-agent.tar.gz"), standin)
+		copyFile(t, opa, filepath.Join(web, "opa"))
+		srv := httptest.NewServer(http.FileServer(http.Dir(web)))
+		defer srv.Close()
 		writeFile(t, filepath.Join(dir, "allow-all.rego"), readFile(t, "../../policies/allow-all.rego"))
+		// A local modules tree (KERNEL_MODULES_DIR): three modules of the systemd case's kernel.
+		if modulesRoot == "" {
+			t.Fatal("no modules tree from the systemd case")
+		}
+		tree := filepath.Join(dir, "modules", modulesRelease)
+		for _, m := range []string{"vxlan", "udp_tunnel", "ip6_udp_tunnel"} {
+			matches, _ := filepath.Glob(filepath.Join(modulesRoot, "kernel/*/*/"+m+".ko*"))
+			matches2, _ := filepath.Glob(filepath.Join(modulesRoot, "kernel/*/*/*/"+m+".ko*"))
+			matches = append(matches, matches2...)
+			if len(matches) != 1 {
+				t.Fatalf("module %s: found %q", m, matches)
+			}
+			rel, _ := filepath.Rel(modulesRoot, matches[0])
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(tree, rel)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			copyFile(t, matches[0], filepath.Join(tree, rel))
+		}
 		writeFile(t, filepath.Join(dir, "m.cue"), `distro:  "debian"
 release: "bookworm"
-agent: {tarball: path: "kata-agent.tar.gz", init: "agent"}
-policy: {file: "allow-all.rego", opa: file: "`+opa+`"}
+agent: {tarball: {url: "`+srv.URL+`/kata-agent.tar.gz", sha256: "`+fileSum(t, filepath.Join(web, "kata-agent.tar.gz"))+`"}, init: "agent"}
+modules: dir: "modules/`+modulesRelease+`"
+policy: {file: "allow-all.rego", opa: {url: "`+srv.URL+`/opa", sha256: "`+fileSum(t, opa)+`"}}
 slim: true
 `)
 		h.run(dir, true, "build", "--progress=plain", "-o", "type=dir,dest=rootfs", "m.cue")
@@ -294,6 +326,13 @@ slim: true
 		)
 		checkEntries(t, root, want)
 		checkSummary(t, root, "yes", "unknown")
+		dep := readFile(t, filepath.Join(root, "usr/lib/modules", modulesRelease, "modules.dep"))
+		if !regexp.MustCompile(`(?m)^kernel/drivers/net/vxlan/vxlan\.ko(\.xz)?: .*udp_tunnel`).MatchString(dep) {
+			t.Errorf("depmod did not run over the local modules tree; modules.dep:\n%s", dep)
+		}
+		if out, err := exec.Command("chroot", root, "modprobe", "-S", modulesRelease, "--dry-run", "--show-depends", "vxlan").CombinedOutput(); err != nil {
+			t.Errorf("modprobe --dry-run --show-depends vxlan: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("overlay", func(t *testing.T) {
