@@ -74,7 +74,8 @@ func Check(root string, opts CheckOpts) error {
 		}
 	}
 
-	if !opts.Overlay {
+	// With the agent as init, /sbin/init is checked below as the agent.
+	if !opts.Overlay && opts.Init != "agent" {
 		exe("/sbin/init", "init")
 	}
 	switch opts.Init {

@@ -219,6 +219,9 @@ func (l *layers) policy() (bkllb.State, error) {
 	if p.File != "" {
 		name = strings.TrimSuffix(path.Base(p.File), ".rego")
 	}
+	if name == "default-policy" || !valid(name, "._+-") {
+		return bkllb.State{}, fmt.Errorf("policy.file %q: the name must be letters, digits and ._+- and not default-policy.rego (the link's name)", p.File)
+	}
 	file := PolicyDir + "/" + name + ".rego"
 	st := l.mkdirs(l.empty, "policy: directories", pg, PolicyDir)
 	if p.Builtin != "" {
@@ -281,7 +284,7 @@ func (l *layers) modules() (bkllb.State, error) {
 		src, _ := l.local("modules", mod.Dir, true, pg)
 		start = l.mkdirs(start, "modules: "+ModulesDir, pg, ModulesDir)
 		withTree = start.File(bkllb.Copy(src, "/", ModulesDir+"/"+release, &bkllb.CopyInfo{
-			CopyDirContentsOnly: true, CreateDestPath: true, ChownOpt: chown(0, 0),
+			CopyDirContentsOnly: true, CreateDestPath: true, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
 		}), bkllb.WithCustomName("modules: copy "+mod.Dir), pg)
 	default:
 		if l.base == nil || l.in.Lock == nil || l.in.Lock.Kernel == nil {
@@ -296,7 +299,7 @@ func (l *layers) modules() (bkllb.State, error) {
 		if !ok || mirror == "" {
 			return bkllb.State{}, fmt.Errorf("kernel %s: no mirror for suite %q", k.Name, k.Suite)
 		}
-		if !isSHA256(k.SHA256) || k.Filename == "" || strings.Contains(k.Filename, "..") {
+		if !isSHA256(k.SHA256) || !valid(k.Name, "+.-") || k.Filename == "" || strings.HasPrefix(k.Filename, "/") || strings.Contains(k.Filename, "..") {
 			return bkllb.State{}, fmt.Errorf("lock: kernel %s: bad filename %q or sha256 %q", k.Name, k.Filename, k.SHA256)
 		}
 		const kernelDir = "/.rootfsc-kernel"
@@ -341,16 +344,19 @@ func validRelease(s string) bool {
 func (l *layers) files() (bkllb.State, error) {
 	pg := bkllb.ProgressGroup("files", "extra files", false)
 	paths := make([]string, 0, len(l.m.Files))
-	for p, f := range l.m.Files {
+	for p := range l.m.Files {
+		paths = append(paths, p)
+	}
+	// Sorted first, so that of several bad entries the first is always named.
+	sort.Strings(paths)
+	for _, p := range paths {
 		if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
 			return bkllb.State{}, fmt.Errorf("files: %q is not a clean absolute path", p)
 		}
-		paths = append(paths, p)
-		if f.Owner != "" && !numericOwner(f.Owner) && l.base == nil {
-			return bkllb.State{}, fmt.Errorf("files: %s: owner %q by name needs a distro (names come from its /etc/passwd); use uid:gid", p, f.Owner)
+		if o := l.m.Files[p].Owner; o != "" && !numericOwner(o) && l.base == nil {
+			return bkllb.State{}, fmt.Errorf("files: %s: owner %q by name needs a distro (names come from its /etc/passwd); use uid:gid", p, o)
 		}
 	}
-	sort.Strings(paths)
 	st := l.empty
 	if l.base != nil {
 		st = *l.base

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	bkllb "github.com/moby/buildkit/client/llb"
@@ -259,15 +260,54 @@ func dump(t *testing.T, def *bkllb.Definition) string {
 				p("  mount %s from %s selector=%q readonly=%t output=%s type=%s", m.Dest, src, m.Selector, m.Readonly, out, m.MountType)
 			}
 		case *pb.Op_File:
+			// input and src are indexes into inputs, or (from len(inputs) on)
+			// the output of an earlier action; -1 is scratch.
 			p("#%d file inputs=[%s]", i, strings.Join(inputs, " "))
 			for _, a := range o.File.Actions {
 				switch act := a.Action.(type) {
 				case *pb.FileAction_Rm:
 					p("  rm %s input=%d output=%d allowNotFound=%t allowWildcard=%t", act.Rm.Path, a.Input, a.Output, act.Rm.AllowNotFound, act.Rm.AllowWildcard)
+				case *pb.FileAction_Mkdir:
+					m := act.Mkdir
+					p("  mkdir %s mode=%04o parents=%t owner=%s time=%s input=%d output=%d", m.Path, m.Mode, m.MakeParents, ownerString(m.Owner), stampString(m.Timestamp), a.Input, a.Output)
+				case *pb.FileAction_Mkfile:
+					m := act.Mkfile
+					p("  mkfile %s mode=%04o owner=%s time=%s size=%d input=%d output=%d", m.Path, m.Mode, ownerString(m.Owner), stampString(m.Timestamp), len(m.Data), a.Input, a.Output)
+					// The content in full: unit texts and osbuilder.yaml are what a reviewer reads.
+					if len(m.Data) > 0 {
+						for _, line := range strings.Split(strings.TrimSuffix(string(m.Data), "\n"), "\n") {
+							p("    | %s", line)
+						}
+						if !strings.HasSuffix(string(m.Data), "\n") {
+							p("    (no newline at end)")
+						}
+					}
+				case *pb.FileAction_Symlink:
+					s := act.Symlink
+					p("  symlink %s -> %s owner=%s time=%s input=%d output=%d", s.Newpath, s.Oldpath, ownerString(s.Owner), stampString(s.Timestamp), a.Input, a.Output)
+				case *pb.FileAction_Copy:
+					c := act.Copy
+					mode := "keep"
+					if c.ModeStr != "" {
+						mode = c.ModeStr
+					} else if c.Mode >= 0 {
+						mode = fmt.Sprintf("%04o", c.Mode)
+					}
+					p("  copy %s -> %s mode=%s owner=%s time=%s input=%d src=%d output=%d", c.Src, c.Dest, mode, ownerString(c.Owner), stampString(c.Timestamp), a.Input, a.SecondaryInput, a.Output)
+					p("    follow=%t contents=%t unpack=%t createDest=%t wildcard=%t replace=%t include=%q exclude=%q",
+						c.FollowSymlink, c.DirCopyContents, c.AttemptUnpackDockerCompatibility, c.CreateDestPath, c.AllowWildcard, c.AlwaysReplaceExistingDestPaths, c.IncludePatterns, c.ExcludePatterns)
 				default:
 					p("  %T", act)
 				}
 			}
+		case *pb.Op_Diff:
+			side := func(idx int64) string {
+				if idx < 0 {
+					return "scratch"
+				}
+				return inputs[idx]
+			}
+			p("#%d diff lower=%s upper=%s", i, side(o.Diff.Lower.Input), side(o.Diff.Upper.Input))
 		default:
 			p("#%d %T", i, o)
 		}
@@ -289,6 +329,33 @@ func dump(t *testing.T, def *bkllb.Definition) string {
 	}
 	p("output %s", ref(terminal.Inputs[0]))
 	return b.String()
+}
+
+// ownerString renders a chown option as uid:gid, a name as name@input (the
+// input whose /etc/passwd resolves it), or "none" when unset.
+func ownerString(c *pb.ChownOpt) string {
+	if c == nil {
+		return "none"
+	}
+	one := func(u *pb.UserOpt) string {
+		switch v := u.GetUser().(type) {
+		case *pb.UserOpt_ByID:
+			return fmt.Sprint(v.ByID)
+		case *pb.UserOpt_ByName:
+			return fmt.Sprintf("%s@%d", v.ByName.Name, v.ByName.Input)
+		}
+		return "unset"
+	}
+	return one(c.User) + ":" + one(c.Group)
+}
+
+// stampString renders a file action's created time; -1 means the file keeps
+// its own (BuildKit's marshalling of a nil time).
+func stampString(ns int64) string {
+	if ns == -1 {
+		return "keep"
+	}
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
 }
 
 func platformString(p *pb.Platform) string {
