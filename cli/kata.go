@@ -17,8 +17,8 @@ import (
 
 // localInput is one file or folder the manifest names, with its field path.
 type localInput struct {
-	field []string
-	path  string
+	field   []string
+	path    string
 	dir     bool // must be a folder; otherwise a file (or, for files.*.source, either)
 	any     bool
 	archive bool // must be a tar archive, plain or compressed
