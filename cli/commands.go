@@ -139,7 +139,7 @@ func runVet(e *env, args []string) error {
 // lower turns the manifest and its lock (nil in overlay mode) into LLB, and returns the client
 // folders the build reads by local name, the helper's excepted.
 func (l *loaded) lower(e *env, lk *lock.Lock, mirrors map[string]string) (*llb.Definition, map[string]string, error) {
-	in := rllb.Input{Lock: lk, Mirrors: mirrors, Manifest: l.res.Manifest, BuiltinPolicy: l.builtinPolicy}
+	in := rllb.Input{Lock: lk, Mirrors: mirrors, Manifest: l.res.Manifest, BuiltinPolicy: l.builtinPolicy, Source: l.source()}
 	if l.res.Release != nil {
 		in.DefaultPackages = l.res.Release.DefaultPackages
 	}

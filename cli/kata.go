@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	rllb "github.com/rootfsc/rootfsc/llb"
 	"github.com/rootfsc/rootfsc/policies"
 )
 
@@ -155,4 +156,26 @@ func archiveKind(p string) (string, error) {
 		return "tar", nil
 	}
 	return "", nil
+}
+
+// source gives the lowering the manifest's text and where its top-level fields are written, so
+// that a failed build step is reported at the field that asked for it.
+func (l *loaded) source() *rllb.Source {
+	src := &rllb.Source{Files: map[string][]byte{}, Fields: map[string]rllb.Location{}}
+	for _, field := range []string{"release", "agent", "modules", "policy", "files", "slim"} {
+		file, line, col, ok := l.res.Pos(field)
+		if !ok {
+			continue
+		}
+		name := displayPath(file)
+		if _, done := src.Files[name]; !done {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				continue
+			}
+			src.Files[name] = data
+		}
+		src.Fields[field] = rllb.Location{File: name, Line: line, Col: col}
+	}
+	return src
 }

@@ -194,3 +194,16 @@ func closestPos(v cuelang.Value, path []string) token.Pos {
 	}
 	return v.Pos()
 }
+
+// Pos returns where the manifest field path is written (or its closest enclosing field): the
+// file (absolute, as loaded) and the 1-based line and column; ok is false without a position.
+func (r *Result) Pos(path ...string) (file string, line, col int, ok bool) {
+	if !r.raw.Exists() {
+		return "", 0, 0, false
+	}
+	p := closestPos(r.raw, path)
+	if !p.IsValid() || p.Line() == 0 {
+		return "", 0, 0, false
+	}
+	return p.Filename(), p.Line(), p.Column(), true
+}

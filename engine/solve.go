@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/moby/buildkit/client"
 	bkllb "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/tonistiigi/fsutil"
 )
@@ -37,6 +39,11 @@ type Result struct {
 // Solve builds def and writes each output. Each output is its own solve;
 // BuildKit's cache makes the repeats cheap.
 func Solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Opts) (*Result, error) {
+	res, err := solve(ctx, def, outputs, opts)
+	return res, located(err)
+}
+
+func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Opts) (*Result, error) {
 	if def == nil {
 		return nil, errors.New("engine: nil definition")
 	}
@@ -130,6 +137,26 @@ func solveOne(ctx context.Context, c *client.Client, def *bkllb.Definition, expo
 	}, ch)
 	<-done
 	return resp, err
+}
+
+// located prefixes a failed step's error with the manifest positions its op carries
+// ("m.cue:4:1: "), which the lowering records as source maps.
+func located(err error) error {
+	if err == nil {
+		return nil
+	}
+	var where []string
+	for _, src := range errdefs.Sources(err) {
+		if src.Info == nil || len(src.Ranges) == 0 || src.Ranges[0].Start == nil {
+			continue
+		}
+		p := src.Ranges[0].Start
+		where = append(where, fmt.Sprintf("%s:%d:%d", src.Info.Filename, p.Line, p.Character+1))
+	}
+	if len(where) == 0 {
+		return err
+	}
+	return fmt.Errorf("%s: %w", strings.Join(where, ", "), err)
 }
 
 type syncCloser struct{ *os.File }

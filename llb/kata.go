@@ -30,6 +30,7 @@ type Local struct {
 
 // layers lowers the Kata parts of one manifest.
 type layers struct {
+	locator
 	m     *schema.Manifest
 	in    Input
 	opts  Opts
@@ -116,7 +117,7 @@ func (l *layers) mkdirs(st bkllb.State, name string, pg bkllb.ConstraintsOpt, di
 // /sbin/init), or a tarball unpacked at /.
 func (l *layers) agent() (bkllb.State, error) {
 	a := l.m.Agent
-	pg := bkllb.ProgressGroup("agent", "agent", false)
+	pg := l.at("agent", bkllb.ProgressGroup("agent", "agent", false))
 	dest := AgentPath
 	if a.Init == "agent" {
 		dest = InitPath
@@ -148,7 +149,8 @@ func chown(uid, gid int) *bkllb.ChownOpt {
 // an empty resolv.conf, osbuilder.yaml, and over a base the chrony edits and
 // the slim deletions, each kept as a diff of the base.
 func (l *layers) glue() bkllb.State {
-	pg := bkllb.ProgressGroup("kata", "kata glue", false)
+	group := bkllb.ProgressGroup("kata", "kata glue", false)
+	pg := l.at("agent", group)
 	fa := bkllb.Mkdir("/etc", 0o755, bkllb.WithParents(true), l.root(), l.created()).
 		Mkdir("/var/lib/osbuilder", 0o755, bkllb.WithParents(true), l.root(), l.created()).
 		Mkfile("/etc/resolv.conf", 0o644, nil, l.root(), l.created()).
@@ -170,7 +172,7 @@ func (l *layers) glue() bkllb.State {
 	}
 	parts := []bkllb.State{l.edit("kata: chrony to the PTP clock", chronyScript, pg)}
 	if l.m.Slim {
-		parts = append(parts, l.edit("kata: slim (units, docs, man pages, locales)", slimScript(), pg))
+		parts = append(parts, l.edit("kata: slim (units, docs, man pages, locales)", slimScript(), l.at("slim", group)))
 	}
 	parts = append(parts, st)
 	return bkllb.Merge(parts, bkllb.WithCustomName("kata: merge"), pg)
@@ -214,7 +216,7 @@ func (l *layers) summary() Summary {
 // link, and for the OPA service the OPA binary and kata-opa.service.
 func (l *layers) policy() (bkllb.State, error) {
 	p := l.m.Policy
-	pg := bkllb.ProgressGroup("policy", "agent policy", false)
+	pg := l.at("policy", bkllb.ProgressGroup("policy", "agent policy", false))
 	name := p.Builtin
 	if p.File != "" {
 		name = strings.TrimSuffix(path.Base(p.File), ".rego")
@@ -268,7 +270,7 @@ func (l *layers) policy() (bkllb.State, error) {
 // tree and depmod's results join the rootfs.
 func (l *layers) modules() (bkllb.State, error) {
 	mod := l.m.Modules
-	pg := bkllb.ProgressGroup("modules", "kernel modules", false)
+	pg := l.at("modules", bkllb.ProgressGroup("modules", "kernel modules", false))
 	var withTree bkllb.State
 	var release string
 	start := l.empty
@@ -342,7 +344,7 @@ func validRelease(s string) bool {
 // resolved in the base's /etc/passwd, and parent folders keep the base's
 // modes (a file under /tmp must not turn /tmp into 0755).
 func (l *layers) files() (bkllb.State, error) {
-	pg := bkllb.ProgressGroup("files", "extra files", false)
+	pg := l.at("files", bkllb.ProgressGroup("files", "extra files", false))
 	paths := make([]string, 0, len(l.m.Files))
 	for p := range l.m.Files {
 		paths = append(paths, p)
@@ -495,7 +497,7 @@ const (
 // osbuilder's check_rootfs does before an image is made: the exported rootfs
 // is the check's (unchanged) mount, so a failed check fails the build.
 func (l *layers) check(merged bkllb.State, agent *bkllb.State) bkllb.State {
-	pg := bkllb.ProgressGroup("check", "check rootfs", false)
+	pg := l.at("agent", bkllb.ProgressGroup("check", "check rootfs", false))
 	args := []string{HelperDir + "/rootfsc", "internal", "check", "--root", CheckTarget}
 	opts := []bkllb.RunOption{
 		bkllb.AddMount(HelperDir, l.helper, bkllb.Readonly),

@@ -50,6 +50,8 @@ type Input struct {
 	DefaultPackages []string
 	// BuiltinPolicy is the text of Manifest.Policy.Builtin.
 	BuiltinPolicy []byte
+	// Source, when set, gives every op the position of the manifest field it comes from.
+	Source *Source
 }
 
 // Opts tunes [Lower].
@@ -113,6 +115,7 @@ func Lower(ctx context.Context, in Input, opts Opts) (*Result, error) {
 		bkllb.WithCustomName("helper rootfsc"),
 	)
 
+	loc := newLocator(in.Source)
 	var st bkllb.State
 	var base *bkllb.State
 	if in.Lock != nil {
@@ -120,7 +123,7 @@ func Lower(ctx context.Context, in Input, opts Opts) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lowering %s/%s: %w", in.Lock.Distro, in.Lock.Release, err)
 		}
-		pg := bkllb.ProgressGroup(progressGroupID, "base "+in.Lock.Distro+" "+in.Lock.Release, false)
+		pg := loc.at("release", bkllb.ProgressGroup(progressGroupID, "base "+in.Lock.Distro+" "+in.Lock.Release, false))
 		debDir := fetch(debs, pg)
 		st = extract(debDir, helper, debs, pg)
 		st = install(st, debDir, debs, in.Lock.SourceDateEpoch, pg)
@@ -132,7 +135,7 @@ func Lower(ctx context.Context, in Input, opts Opts) (*Result, error) {
 		if in.Lock != nil {
 			epoch = in.Lock.SourceDateEpoch
 		}
-		l := &layers{m: in.Manifest, in: in, opts: opts, epoch: time.Unix(epoch, 0).UTC(),
+		l := &layers{locator: loc, m: in.Manifest, in: in, opts: opts, epoch: time.Unix(epoch, 0).UTC(),
 			base: base, helper: helper, locals: locals}
 		l.empty = bkllb.Scratch().File(bkllb.Mkdir("/", 0o755, bkllb.WithParents(true), l.root(), l.created()),
 			bkllb.WithCustomName("rootfs: empty root"))

@@ -370,6 +370,35 @@ outputs: [{type: "tar", dest: "overlay.tar"}, {type: "dir", dest: "overlay"}]
 		if _, err := os.Stat(filepath.Join(dir, "m.cue.lock.json")); err == nil {
 			t.Error("an overlay wrote a lock")
 		}
+
+		// The same definition through buildctl, with the locals `rootfsc llb` names on stderr.
+		cmd := exec.Command(filepath.Join(h.bin, "rootfsc"), "llb", "m.cue")
+		cmd.Dir, cmd.Env = dir, h.env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		def, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("rootfsc llb: %v\n%s", err, stderr.String())
+		}
+		args := []string{"--addr", "unix://" + filepath.Join(h.state, "buildkitd.sock"), "build",
+			"--output", "type=tar,dest=" + filepath.Join(dir, "buildctl.tar")}
+		for _, f := range strings.Fields(strings.TrimPrefix(strings.TrimSpace(stderr.String()), "buildctl build ")) {
+			if f == "--local" {
+				continue
+			}
+			if strings.HasPrefix(f, "rootfsc-helper=") {
+				f = "rootfsc-helper=" + h.bin
+			}
+			args = append(args, "--local", f)
+		}
+		bc := exec.Command(filepath.Join(h.bin, "buildctl"), args...)
+		bc.Stdin = bytes.NewReader(def)
+		if out, err := bc.CombinedOutput(); err != nil {
+			t.Fatalf("buildctl %q: %v\n%s", args, err, tail(out))
+		}
+		if a, b := fileSum(t, filepath.Join(dir, "buildctl.tar")), fileSum(t, filepath.Join(dir, "overlay.tar")); a != b {
+			t.Errorf("buildctl's tar %s differs from rootfsc's %s", a, b)
+		}
 	})
 
 	t.Run("a failed check exports nothing", func(t *testing.T) {
@@ -381,6 +410,10 @@ files: "/usr/bin/kata-agent": {content: "#!/bin/sh\n", mode: 0o755}
 outputs: [{type: "dir", dest: "rootfs"}]
 `)
 		out := h.run(dir, false, "build", "--progress=plain", "m.cue")
+		// The error names the manifest field whose step failed (the agent's, for the check).
+		if !strings.Contains(out, "rootfsc build: m.cue:1:1: ") {
+			t.Errorf("the error does not point at the manifest:\n%s", tail([]byte(out)))
+		}
 		if !strings.Contains(out, "/usr/bin/kata-agent is not the agent from the manifest") {
 			t.Errorf("the error does not say what is wrong:\n%s", tail([]byte(out)))
 		}
