@@ -200,13 +200,21 @@ func runLLB(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	// buildctl needs every local the definition reads.
-	flags := []string{"--local " + helperLocal + "=DIR_OF_STATIC_ROOTFSC"}
+	// buildctl needs every local the definition reads, and the epoch rootfsc's own exports use.
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	if lk != nil {
+		epoch = lk.SourceDateEpoch
+	}
+	var flags []string
 	for name, dir := range dirs {
 		flags = append(flags, "--local "+name+"="+dir)
 	}
-	sort.Strings(flags[1:])
-	fmt.Fprintf(e.stderr, "buildctl build %s\n", strings.Join(flags, " "))
+	sort.Strings(flags)
+	fmt.Fprintf(e.stderr, "buildctl build --local %s=DIR_OF_STATIC_ROOTFSC %s --output type=tar,dest=ROOTFS.tar,source-date-epoch=%d\n",
+		helperLocal, strings.Join(flags, " "), epoch)
 	return llb.WriteTo(def, e.stdout)
 }
 
@@ -249,11 +257,19 @@ func runBuild(e *env, args []string) error {
 	if dirs[helperLocal], err = helperDir(); err != nil {
 		return err
 	}
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	if lk != nil {
+		epoch = lk.SourceDateEpoch
+	}
 	if _, err := engine.Solve(e.ctx, def, outputs, engine.Opts{
-		Addr:        *addr,
-		Progress:    *progress,
-		ProgressOut: e.stderr,
-		LocalDirs:   dirs,
+		Addr:            *addr,
+		Progress:        *progress,
+		ProgressOut:     e.stderr,
+		LocalDirs:       dirs,
+		SourceDateEpoch: &epoch,
 	}); err != nil {
 		return namePackage(err, lk)
 	}

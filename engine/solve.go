@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/moby/buildkit/client"
@@ -29,6 +30,9 @@ type Opts struct {
 	Progress    string // auto|plain|tty|rawjson|quiet
 	ProgressOut io.Writer
 	LocalDirs   map[string]string // llb.Local name -> host dir
+	// SourceDateEpoch, when set, is the modification time the exporter gives every file, so that
+	// two builds of one lock write the same bytes whatever the clock said during the build.
+	SourceDateEpoch *int64
 }
 
 // Result carries the exporter response of the (last) solve.
@@ -182,7 +186,8 @@ func solveTar(ctx context.Context, c *client.Client, def *bkllb.Definition, dest
 		}
 	}
 	resp, err := solveOne(ctx, c, def, []client.ExportEntry{{
-		Type: client.ExporterTar,
+		Type:  client.ExporterTar,
+		Attrs: exportAttrs(opts),
 		Output: func(map[string]string) (io.WriteCloser, error) {
 			f, err := os.CreateTemp(parent, base+".tmp-*")
 			if err != nil {
@@ -221,7 +226,8 @@ func solveDir(ctx context.Context, c *client.Client, def *bkllb.Definition, dest
 	}
 	unpacked := make(chan unpackResult, 1)
 	resp, err := solveOne(ctx, c, def, []client.ExportEntry{{
-		Type: client.ExporterTar,
+		Type:  client.ExporterTar,
+		Attrs: exportAttrs(opts),
 		Output: func(map[string]string) (io.WriteCloser, error) {
 			pr, w := io.Pipe()
 			pw = w
@@ -266,4 +272,12 @@ func errOr(err, def error) error {
 		return err
 	}
 	return def
+}
+
+// exportAttrs are the tar exporter's options: the epoch every file's time is set to.
+func exportAttrs(opts Opts) map[string]string {
+	if opts.SourceDateEpoch == nil {
+		return nil
+	}
+	return map[string]string{"source-date-epoch": strconv.FormatInt(*opts.SourceDateEpoch, 10)}
 }

@@ -292,6 +292,8 @@ func installScript(essential, rest []string) string {
 	w("rm -f /usr/sbin/policy-rc.d")
 	// Files maintainer scripts fill with randomness or the time.
 	w("if [ -e /etc/machine-id ]; then : > /etc/machine-id; fi")
+	// dbus's postinst writes a random id of its own; dbus reads the machine's through this link.
+	w("if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then rm -f /var/lib/dbus/machine-id; ln -s /etc/machine-id /var/lib/dbus/machine-id; fi")
 	w("rm -f /var/cache/ldconfig/aux-cache /var/log/dpkg.log /var/log/alternatives.log /var/log/apt/* /var/lib/dpkg/*-old /var/cache/debconf/*-old /etc/*-")
 	return b.String()
 }

@@ -176,7 +176,8 @@ func TestBuildDebian(t *testing.T) {
 	t.Run("llb piped to buildctl", func(t *testing.T) {
 		def := h.stdout(dir, "llb", "--locked", "m.cue")
 		cmd := exec.Command(filepath.Join(h.bin, "buildctl"), "--addr", "unix://"+filepath.Join(h.state, "buildkitd.sock"),
-			"build", "--local", "rootfsc-helper="+h.bin, "--output", "type=tar,dest="+filepath.Join(dir, "buildctl.tar"))
+			"build", "--local", "rootfsc-helper="+h.bin,
+			"--output", fmt.Sprintf("type=tar,dest=%s,source-date-epoch=%d", filepath.Join(dir, "buildctl.tar"), lk.SourceDateEpoch))
 		cmd.Stdin = strings.NewReader(def)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("buildctl build: %v\n%s", err, tail(out))

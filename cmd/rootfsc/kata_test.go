@@ -380,16 +380,18 @@ outputs: [{type: "tar", dest: "overlay.tar"}, {type: "dir", dest: "overlay"}]
 		if err != nil {
 			t.Fatalf("rootfsc llb: %v\n%s", err, stderr.String())
 		}
-		args := []string{"--addr", "unix://" + filepath.Join(h.state, "buildkitd.sock"), "build",
-			"--output", "type=tar,dest=" + filepath.Join(dir, "buildctl.tar")}
-		for _, f := range strings.Fields(strings.TrimPrefix(strings.TrimSpace(stderr.String()), "buildctl build ")) {
-			if f == "--local" {
-				continue
+		args := []string{"--addr", "unix://" + filepath.Join(h.state, "buildkitd.sock"), "build"}
+		hint := strings.Fields(strings.TrimSpace(stderr.String()))
+		for i := 1; i < len(hint); i++ {
+			f := hint[i]
+			switch {
+			case hint[i-1] == "--local" && strings.HasPrefix(f, "rootfsc-helper="):
+				args = append(args, "--local", "rootfsc-helper="+h.bin)
+			case hint[i-1] == "--local":
+				args = append(args, "--local", f)
+			case hint[i-1] == "--output":
+				args = append(args, "--output", strings.Replace(f, "dest=ROOTFS.tar", "dest="+filepath.Join(dir, "buildctl.tar"), 1))
 			}
-			if strings.HasPrefix(f, "rootfsc-helper=") {
-				f = "rootfsc-helper=" + h.bin
-			}
-			args = append(args, "--local", f)
 		}
 		bc := exec.Command(filepath.Join(h.bin, "buildctl"), args...)
 		bc.Stdin = bytes.NewReader(def)
