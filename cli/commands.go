@@ -220,7 +220,7 @@ func runLLB(e *env, args []string) error {
 
 func runBuild(e *env, args []string) error {
 	fs := flags("build")
-	outs := fs.StringArrayP("output", "o", nil, "output as type=dir|tar,dest=PATH (repeatable; default: the manifest's outputs)")
+	outs := fs.StringArrayP("output", "o", nil, "output as type=dir|tar|initrd,dest=PATH (repeatable; default: the manifest's outputs)")
 	locked := fs.Bool("locked", false, "refuse to build with a missing or stale lock")
 	progress := fs.String("progress", "auto", "progress output: auto, plain, tty, rawjson or quiet")
 	addr := fs.String("addr", "", "buildkitd address (default $BUILDKIT_HOST, else the embedded daemon)")
@@ -332,8 +332,8 @@ func parseOutputs(specs []string) ([]engine.Output, error) {
 				return nil, fmt.Errorf("output %q: unknown key %q", s, k)
 			}
 		}
-		if o.Type != "dir" && o.Type != "tar" {
-			return nil, fmt.Errorf("output %q: type must be dir or tar (others are not implemented yet)", s)
+		if o.Type != "dir" && o.Type != "tar" && o.Type != "initrd" {
+			return nil, fmt.Errorf("output %q: type must be dir, tar or initrd (others are not implemented yet)", s)
 		}
 		if o.Dest == "" {
 			return nil, fmt.Errorf("output %q: dest is required", s)

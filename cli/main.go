@@ -41,7 +41,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"build", "build MANIFEST [-o type=dir|tar,dest=PATH]... [--locked] [--progress MODE] [--addr URL] [--mirror URL]", "resolve (unless locked), lower and build the rootfs", runBuild},
+		{"build", "build MANIFEST [-o type=dir|tar|initrd,dest=PATH]... [--locked] [--progress MODE] [--addr URL] [--mirror URL]", "resolve (unless locked), lower and build the rootfs", runBuild},
 		{"lock", "lock MANIFEST [--mirror URL]", "resolve the packages and write MANIFEST.lock.json", runLock},
 		{"vet", "vet MANIFEST", "check the manifest against the schema and the lock's freshness (no daemon)", runVet},
 		{"llb", "llb MANIFEST [--mirror URL]", "print the LLB definition (for `buildctl build`) on stdout", runLLB},

@@ -114,7 +114,7 @@ func notImplemented(m *schema.Manifest, v cuelang.Value) error {
 		errs = cueerrors.Append(errs, &posError{pos: pos, path: names, msg: "not implemented yet"})
 	}
 	for i, o := range m.Outputs {
-		if o.Type != "dir" && o.Type != "tar" {
+		if o.Type != "dir" && o.Type != "tar" && o.Type != "initrd" {
 			add(cuelang.Str("outputs"), cuelang.Index(i), cuelang.Str("type"))
 		}
 	}

@@ -52,8 +52,8 @@ func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Op
 		return nil, errors.New("engine: nil definition")
 	}
 	for _, o := range outputs {
-		if o.Type != "dir" && o.Type != "tar" {
-			return nil, fmt.Errorf("engine: unknown output type %q (want dir or tar)", o.Type)
+		if o.Type != "dir" && o.Type != "tar" && o.Type != "initrd" {
+			return nil, fmt.Errorf("engine: unknown output type %q (want dir, tar or initrd)", o.Type)
 		}
 		if o.Dest == "" {
 			return nil, fmt.Errorf("engine: %s output without a destination", o.Type)
@@ -96,6 +96,10 @@ func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Op
 			resp, err = solveTar(ctx, c, def, o.Dest, mounts, opts)
 		case "dir":
 			resp, err = solveDir(ctx, c, def, o.Dest, mounts, opts)
+		case "initrd":
+			resp, err = solveInitrd(ctx, c, def, o.Dest, mounts, opts)
+		default:
+			err = errors.New("unknown output type")
 		}
 		if err != nil {
 			return nil, fmt.Errorf("engine: %s output %s: %w", o.Type, o.Dest, err)
@@ -280,4 +284,22 @@ func exportAttrs(opts Opts) map[string]string {
 		return nil
 	}
 	return map[string]string{"source-date-epoch": strconv.FormatInt(*opts.SourceDateEpoch, 10)}
+}
+
+// solveInitrd exports the rootfs as a tar next to dest, then converts it to a cpio initrd.
+func solveInitrd(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
+	tarPath := dest + ".tmp-tar"
+	defer os.Remove(tarPath)
+	resp, err := solveTar(ctx, c, def, tarPath, mounts, opts)
+	if err != nil {
+		return nil, err
+	}
+	var epoch int64
+	if opts.SourceDateEpoch != nil {
+		epoch = *opts.SourceDateEpoch
+	}
+	if err := toInitrd(tarPath, dest, epoch); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }

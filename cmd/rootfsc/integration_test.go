@@ -279,8 +279,9 @@ func fileSum(t testing.TB, p string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// mirrorProxy serves the host's Debian mirror on 127.0.0.1, passing each response through tamper.
-func mirrorProxy(t *testing.T, tamper func(path string, body []byte) []byte) string {
+// hostArchives maps each archive of the host's apt sources ("debian", "debian-security") to its
+// mirror URI, as rootfsc's default mirror does.
+func hostArchives(t testing.TB) map[string]string {
 	t.Helper()
 	var files []string
 	for _, g := range []string{"/etc/apt/sources.list", "/etc/apt/sources.list.d/*"} {
@@ -295,6 +296,13 @@ func mirrorProxy(t *testing.T, tamper func(path string, body []byte) []byte) str
 	for _, s := range srcs {
 		upstream[s.Archive] = s.URI
 	}
+	return upstream
+}
+
+// mirrorProxy serves the host's Debian mirror on 127.0.0.1, passing each response through tamper.
+func mirrorProxy(t *testing.T, tamper func(path string, body []byte) []byte) string {
+	t.Helper()
+	upstream := hostArchives(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		archive, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
 		base, ok := upstream[archive]
