@@ -166,7 +166,11 @@ func (l *layers) glue() bkllb.State {
 			Symlink(UnitDir+"/kata-containers.target", EtcUnitDir+"/basic.target.wants/kata-containers.target", l.root(), l.created()).
 			Symlink(UnitDir+"/dbus.socket", EtcUnitDir+"/kata-containers.target.wants/dbus.socket", l.root(), l.created())
 	}
-	st := l.empty.File(fa, bkllb.WithCustomName("kata: units, links, resolv.conf, osbuilder.yaml"), pg)
+	// An overlay leaves the tree's /etc/hosts alone unless the OPA service needs localhost.
+	if l.base != nil || l.m.Policy != nil && l.m.Policy.Engine == "opa-service" {
+		fa = fa.Mkfile("/etc/hosts", 0o644, []byte(etcHosts), l.root(), l.created())
+	}
+	st := l.empty.File(fa, bkllb.WithCustomName("kata: units, links, resolv.conf, hosts, osbuilder.yaml"), pg)
 	if l.base == nil {
 		return st
 	}

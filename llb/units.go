@@ -122,6 +122,12 @@ for unit in /usr/lib/systemd/system/chrony.service /usr/lib/systemd/system/chron
 done
 `
 
+// etcHosts lets the agent reach OPA at localhost:8181: without /etc/hosts nothing in a guest
+// resolves localhost (there is no DNS), and Debian's packages ship none. Constant, unlike
+// osbuilder's copy of the build host's files. It is written as a file of the glue layer, not by
+// an exec: BuildKit mounts its own /etc/hosts into every exec and drops what the exec wrote there.
+const etcHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
 // slimUnits are the systemd units osbuilder's -d deletes (without suffix:
 // .service and .socket both go), and slimFiles the generators and timers.
 var slimUnits = []string{

@@ -1,9 +1,10 @@
 package main
 
-// A real VM boot: the Kata layers with the agent as init and the OPA service, exported as an
-// initrd, booted under qemu with Debian's kernel (pinned by a lock and fetched from the mirror
-// like any package). The stand-in agent, as PID 1, starts OPA, loads the default policy, asks it
-// about a few requests, prints the answers on the serial console and powers the machine off.
+// Real VM boots: Kata rootfs exported as initrds and booted under qemu with Debian's kernel
+// (pinned by a lock and fetched from the mirror like any package), in both init modes. The
+// stand-in agent finds the default policy, reaches OPA at localhost:8181 (started by itself as
+// PID 1, or by systemd as kata-opa.service), prints OPA's answers on the serial console and
+// powers the machine off.
 
 import (
 	"bytes"
@@ -20,47 +21,99 @@ import (
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
 
-func TestBootAgentInit(t *testing.T) {
+func TestBoot(t *testing.T) {
 	h := newHarness(t)
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Fatalf("%v (make test installs Debian's qemu-system-x86)", err)
 	}
-	dir := t.TempDir()
-	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
-	writeFile(t, filepath.Join(dir, "m.cue"), `agent: {file: "kata-agent", init: "agent"}
-policy: {builtin: "allow-all-except-exec-process", opa: file: "`+filepath.Join(h.bin, "opa")+`"}
-outputs: [{type: "initrd", dest: "kata.initrd"}]
-`)
-	h.run(dir, true, "build", "--progress=plain", "m.cue")
 	kernel := debianKernel(t, h)
+	opa := filepath.Join(h.bin, "opa")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, "-machine", "q35,accel=kvm:tcg", "-cpu", "max", "-m", "1024", "-smp", "2",
-		"-nographic", "-nodefaults", "-no-reboot", "-serial", "stdio",
-		"-kernel", kernel, "-initrd", filepath.Join(dir, "kata.initrd"),
-		"-append", "console=ttyS0 panic=-1 loglevel=4")
-	out, err := cmd.CombinedOutput()
-	console := string(out)
-	if err != nil {
-		t.Fatalf("qemu: %v\n%s", err, tail(out))
-	}
-	for _, want := range []string{
-		"standin-agent: rootfsc's stand-in for kata-agent",
-		"PID 1 (agent-init mode)",
+	// The policy's answers as the stand-in prints them, after OPA got the default policy.
+	answers := []string{
 		"standin-agent: policy /etc/kata-opa/default-policy.rego -> allow-all-except-exec-process.rego",
-		"standin-agent: starting /usr/local/bin/opa run --server --disable-telemetry --addr 127.0.0.1:8181 --log-level info",
+		"standin-agent: localhost is 127.0.0.1",
 		"standin-agent: policy loaded into OPA as agent_policy",
 		`standin-agent: policy CreateContainerRequest: {"result":true}`,
 		`standin-agent: policy ExecProcessRequest: {"result":false}`,
 		"standin-agent: done",
 		"reboot: Power down",
-	} {
-		if !strings.Contains(console, want) {
-			t.Errorf("the console has no %q:\n%s", want, tail(out))
-		}
 	}
+
+	t.Run("agent as init", func(t *testing.T) {
+		// The Kata layers alone (an overlay), the agent as /sbin/init starting OPA itself.
+		console := bootInitrd(t, h, qemu, kernel, `agent: {file: "kata-agent", init: "agent"}
+policy: {builtin: "allow-all-except-exec-process", opa: file: "`+opa+`"}
+`, "")
+		for _, want := range append([]string{
+			"PID 1 (agent-init mode)",
+			"standin-agent: starting /usr/local/bin/opa run --server --disable-telemetry --addr 127.0.0.1:8181 --log-level info",
+		}, answers...) {
+			if !strings.Contains(console, want) {
+				t.Errorf("the console has no %q:\n%s", want, tail([]byte(console)))
+			}
+		}
+	})
+
+	t.Run("systemd", func(t *testing.T) {
+		// Debian with systemd: the runtime's kernel command line starts kata-containers.target,
+		// which starts kata-opa.service and kata-agent.service; the agent powers off with systemctl.
+		console := bootInitrd(t, h, qemu, kernel, `distro:  "debian"
+release: "bookworm"
+agent: file: "kata-agent"
+policy: {builtin: "allow-all-except-exec-process", opa: file: "`+opa+`"}
+`, "systemd.unit=kata-containers.target")
+		for _, want := range append([]string{
+			"Started kata-opa.service",
+			"Started kata-agent.service",
+			"Kata Containers Agent Target", // reached; systemd shortens the unit name on the console
+			"under systemd (INVOCATION_ID set)",
+		}, answers...) {
+			if !strings.Contains(stripANSI(console), want) {
+				t.Errorf("the console has no %q:\n%s", want, tail([]byte(console)))
+			}
+		}
+	})
+}
+
+// bootInitrd builds manifest (with the stand-in agent next to it) as an initrd, boots it under
+// qemu with kernel and returns the serial console; the machine must power itself off.
+func bootInitrd(t *testing.T, h *harness, qemu, kernel, manifest, cmdline string) string {
+	t.Helper()
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
+	writeFile(t, filepath.Join(dir, "m.cue"), manifest)
+	h.run(dir, true, "build", "--progress=plain", "-o", "type=initrd,dest=kata.initrd", "m.cue")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu, "-machine", "q35,accel=kvm:tcg", "-cpu", "max", "-m", "2048", "-smp", "2",
+		"-nographic", "-nodefaults", "-no-reboot", "-serial", "stdio",
+		"-kernel", kernel, "-initrd", filepath.Join(dir, "kata.initrd"),
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 loglevel=4 systemd.show_status=1 "+cmdline))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu: %v\n%s", err, tail(out))
+	}
+	return string(out)
+}
+
+// stripANSI drops the colour escapes systemd puts around unit names.
+func stripANSI(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[' {
+			j := i + 2
+			for j < len(s) && (s[j] >= '0' && s[j] <= '9' || s[j] == ';' || s[j] == '?') {
+				j++
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // debianKernel pins Debian's kernel with rootfsc lock, fetches its package from the host's mirror,

@@ -124,6 +124,7 @@ var (
 func kataCommon(bin string) []entry {
 	return []entry{
 		{path: "etc/resolv.conf", kind: "file", mode: 0o644},
+		{path: "etc/hosts", kind: "file", mode: 0o644, lines: []string{"127.0.0.1\tlocalhost"}},
 		{path: "var/tmp", kind: "link", target: "../tmp"},
 		{path: "etc/kata-opa", kind: "dir", mode: 0o755},
 		{path: "etc/kata-opa/default-policy.rego", kind: "link", target: "allow-all.rego"},
@@ -356,6 +357,8 @@ outputs: [{type: "tar", dest: "overlay.tar"}, {type: "dir", dest: "overlay"}]
 			{path: "usr/lib/systemd/system/kata-opa.service", kind: "absent"},
 			{path: "var/tmp", kind: "link", target: "../tmp"},
 			{path: "etc/resolv.conf", kind: "file", mode: 0o644},
+			// Only the OPA service needs localhost; an overlay leaves the tree's /etc/hosts alone.
+			{path: "etc/hosts", kind: "absent"},
 			{path: "etc/motd", kind: "file", lines: []string{"overlay"}},
 			{path: "bin", kind: "absent"},
 			{path: "etc/passwd", kind: "absent"},

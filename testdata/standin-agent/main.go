@@ -235,16 +235,16 @@ func askOPA(opaURL string, policy []byte) error {
 	if err != nil {
 		return fmt.Errorf("parsing --opa-url: %w", err)
 	}
-	// A minimal rootfs may have no /etc/hosts, and Go's resolver (no cgo) then
-	// cannot resolve localhost; OPA listens on 127.0.0.1 anyway.
+	// Like the real agent, which asks for localhost: a rootfs whose /etc/hosts cannot resolve it
+	// is a broken opa-service layout, and this stand-in must fail on it too.
 	if u.Hostname() == "localhost" {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := net.DefaultResolver.LookupHost(ctx, "localhost")
+		addrs, err := net.DefaultResolver.LookupHost(ctx, "localhost")
 		cancel()
 		if err != nil {
-			say("localhost does not resolve (%v); using 127.0.0.1", err)
-			u.Host = net.JoinHostPort("127.0.0.1", u.Port())
+			return fmt.Errorf("localhost does not resolve (the agent reaches OPA at localhost:8181): %w", err)
 		}
+		say("localhost is %s", strings.Join(addrs, " "))
 	}
 	base := strings.TrimSuffix(u.String(), "/")
 	client := &http.Client{Timeout: 10 * time.Second}
