@@ -143,14 +143,11 @@ func (l *loaded) lower(e *env, lk *lock.Lock, mirrors map[string]string) (*llb.D
 	if l.res.Release != nil {
 		in.DefaultPackages = l.res.Release.DefaultPackages
 	}
-	opts := rllb.Opts{HelperLocal: helperLocal, BuilderVersion: Version}
-	if lk == nil {
-		epoch, err := sourceDateEpoch()
-		if err != nil {
-			return nil, nil, err
-		}
-		opts.SourceDateEpoch = epoch
+	epoch, err := buildEpoch(lk)
+	if err != nil {
+		return nil, nil, err
 	}
+	opts := rllb.Opts{HelperLocal: helperLocal, BuilderVersion: Version, SourceDateEpoch: epoch}
 	res, err := rllb.Lower(e.ctx, in, opts)
 	if err != nil {
 		return nil, nil, err
@@ -162,9 +159,13 @@ func (l *loaded) lower(e *env, lk *lock.Lock, mirrors map[string]string) (*llb.D
 	return res.Def, dirs, nil
 }
 
-// sourceDateEpoch is $SOURCE_DATE_EPOCH, or 0: an overlay has no lock to take a date from, and the
-// wall clock would make every build differ.
-func sourceDateEpoch() (int64, error) {
+// buildEpoch is the time of every file of the build: the lock's, or in overlay mode
+// $SOURCE_DATE_EPOCH, else 0 (an overlay has no lock to take a date from, and the wall clock
+// would make every build differ).
+func buildEpoch(lk *lock.Lock) (int64, error) {
+	if lk != nil {
+		return lk.SourceDateEpoch, nil
+	}
 	v := os.Getenv("SOURCE_DATE_EPOCH")
 	if v == "" {
 		return 0, nil
@@ -201,12 +202,9 @@ func runLLB(e *env, args []string) error {
 		return err
 	}
 	// buildctl needs every local the definition reads, and the epoch rootfsc's own exports use.
-	epoch, err := sourceDateEpoch()
+	epoch, err := buildEpoch(lk)
 	if err != nil {
 		return err
-	}
-	if lk != nil {
-		epoch = lk.SourceDateEpoch
 	}
 	var flags []string
 	for name, dir := range dirs {
@@ -257,12 +255,9 @@ func runBuild(e *env, args []string) error {
 	if dirs[helperLocal], err = helperDir(); err != nil {
 		return err
 	}
-	epoch, err := sourceDateEpoch()
+	epoch, err := buildEpoch(lk)
 	if err != nil {
 		return err
-	}
-	if lk != nil {
-		epoch = lk.SourceDateEpoch
 	}
 	if _, err := engine.Solve(e.ctx, def, outputs, engine.Opts{
 		Addr:            *addr,
