@@ -16,6 +16,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/rootfsc/rootfsc/internal/rootfs"
 )
 
 // Unix file type bits of a cpio mode.
@@ -280,8 +282,8 @@ func eachEntry(p string, fn func(*tar.Header, io.Reader) error) error {
 		if err != nil {
 			return err
 		}
-		if _, err := safeName(h.Name); err != nil {
-			return err
+		if _, err := rootfs.Name(h.Name); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
 		if err := fn(h, tr); err != nil {
 			return err

@@ -140,11 +140,11 @@ func TestUntar(t *testing.T) {
 	}{
 		{name: "good", entries: good, want: want},
 		{name: "dotdot", entries: append(append([]entry{}, good...),
-			entry{hdr: tar.Header{Name: "../x", Typeflag: tar.TypeReg, Mode: 0o644}, body: "evil"}), wantErr: "'..'"},
+			entry{hdr: tar.Header{Name: "../x", Typeflag: tar.TypeReg, Mode: 0o644}, body: "evil"}), wantErr: `path contains ".."`},
 		{name: "absolute", entries: []entry{
 			{hdr: tar.Header{Name: "/etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644}, body: "evil"}}, wantErr: "absolute"},
 		{name: "hardlink escape", entries: []entry{
-			{hdr: tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}}}, wantErr: "'..'"},
+			{hdr: tar.Header{Name: "h", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}}}, wantErr: "outside the root"},
 		{name: "through symlink", entries: []entry{
 			{hdr: tar.Header{Name: "s", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}},
 			{hdr: tar.Header{Name: "s/evil", Typeflag: tar.TypeReg, Mode: 0o644}, body: "evil"}}, wantErr: "not a directory"},
@@ -211,27 +211,4 @@ func dirNames(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
-}
-
-func TestSafeName(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    string
-		wantErr bool
-	}{
-		{in: "./", want: "."},
-		{in: "a/b/", want: "a/b"},
-		{in: "./a//b", want: "a/b"},
-		{in: "/a", wantErr: true},
-		{in: "../x", wantErr: true},
-		{in: "a/../../x", wantErr: true},
-		{in: "a/..", wantErr: true},
-		{in: "", wantErr: true},
-	}
-	for _, tt := range tests {
-		got, err := safeName(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("safeName(%q) = %q, %v; want %q, err=%v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
 }

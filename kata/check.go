@@ -2,13 +2,12 @@ package kata
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/rootfsc/rootfsc/internal/rootfs"
 )
 
 // CheckOpts says what the rootfs should be.
@@ -35,7 +34,7 @@ func Check(root string, opts CheckOpts) error {
 	var problems []string
 	fail := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	exe := func(p, what string) (string, bool) {
-		real, fi, err := stat(root, p)
+		real, fi, err := rootfs.Lookup(root, p)
 		switch {
 		case err != nil:
 			fail("%s: %s missing (%v)", p, what, err)
@@ -67,7 +66,7 @@ func Check(root string, opts CheckOpts) error {
 		}
 	}
 	file := func(p, what string) {
-		if _, fi, err := stat(root, p); err != nil {
+		if _, fi, err := rootfs.Lookup(root, p); err != nil {
 			fail("%s: %s missing (%v)", p, what, err)
 		} else if !fi.Mode().IsRegular() {
 			fail("%s: %s is not a regular file", p, what)
@@ -104,44 +103,4 @@ func Check(root string, opts CheckOpts) error {
 		return &CheckError{Problems: problems}
 	}
 	return nil
-}
-
-// stat follows p inside root: absolute link targets are taken relative to
-// root, and nothing resolves outside it. It returns the resolved path.
-func stat(root, p string) (string, fs.FileInfo, error) {
-	rest := strings.Split(strings.Trim(path.Clean("/"+p), "/"), "/")
-	cur := "/"
-	for hops := 0; len(rest) > 0; {
-		name := rest[0]
-		rest = rest[1:]
-		if name == "" || name == "." {
-			continue
-		}
-		if name == ".." {
-			cur = path.Dir(cur)
-			continue
-		}
-		next := path.Join(cur, name)
-		fi, err := os.Lstat(filepath.Join(root, next))
-		if err != nil {
-			return "", nil, err
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		if hops++; hops > 40 {
-			return "", nil, errors.New("too many levels of symbolic links")
-		}
-		target, err := os.Readlink(filepath.Join(root, next))
-		if err != nil {
-			return "", nil, err
-		}
-		if path.IsAbs(target) {
-			cur = "/"
-		}
-		rest = append(strings.Split(strings.Trim(target, "/"), "/"), rest...)
-	}
-	fi, err := os.Lstat(filepath.Join(root, cur))
-	return cur, fi, err
 }
