@@ -127,7 +127,7 @@ func runVet(e *env, args []string) error {
 		return err
 	}
 	if err := lk.Verify(deb.InputDigest(req)); err != nil {
-		if why := deb.StaleReason(req, lk); why != "" {
+		if why := staleReason(req, lk, err); why != "" {
 			return fmt.Errorf("%s: %w (%s)", l.lockPath, err, why)
 		}
 		return fmt.Errorf("%s: %w", l.lockPath, err)
@@ -138,14 +138,10 @@ func runVet(e *env, args []string) error {
 
 // lower turns the manifest and its lock (nil in overlay mode) into LLB, and returns the client
 // folders the build reads by local name, the helper's excepted.
-func (l *loaded) lower(e *env, lk *lock.Lock, mirrors map[string]string) (*llb.Definition, map[string]string, error) {
+func (l *loaded) lower(e *env, lk *lock.Lock, mirrors map[string]string, epoch int64) (*llb.Definition, map[string]string, error) {
 	in := rllb.Input{Lock: lk, Mirrors: mirrors, Manifest: l.res.Manifest, BuiltinPolicy: l.builtinPolicy, Source: l.source()}
 	if l.res.Release != nil {
 		in.DefaultPackages = l.res.Release.DefaultPackages
-	}
-	epoch, err := buildEpoch(lk)
-	if err != nil {
-		return nil, nil, err
 	}
 	opts := rllb.Opts{HelperLocal: helperLocal, BuilderVersion: Version, SourceDateEpoch: epoch}
 	res, err := rllb.Lower(e.ctx, in, opts)
@@ -197,15 +193,15 @@ func runLLB(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	def, dirs, err := l.lower(e, lk, mirrors)
-	if err != nil {
-		return err
-	}
-	// buildctl needs every local the definition reads, and the epoch rootfsc's own exports use.
 	epoch, err := buildEpoch(lk)
 	if err != nil {
 		return err
 	}
+	def, dirs, err := l.lower(e, lk, mirrors, epoch)
+	if err != nil {
+		return err
+	}
+	// buildctl needs every local the definition reads, and the epoch rootfsc's own exports use.
 	var flags []string
 	for name, dir := range dirs {
 		flags = append(flags, "--local "+name+"="+dir)
@@ -248,15 +244,15 @@ func runBuild(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	def, dirs, err := l.lower(e, lk, mirrors)
+	epoch, err := buildEpoch(lk)
+	if err != nil {
+		return err
+	}
+	def, dirs, err := l.lower(e, lk, mirrors, epoch)
 	if err != nil {
 		return err
 	}
 	if dirs[helperLocal], err = helperDir(); err != nil {
-		return err
-	}
-	epoch, err := buildEpoch(lk)
-	if err != nil {
 		return err
 	}
 	if _, err := engine.Solve(e.ctx, def, outputs, engine.Opts{

@@ -287,9 +287,11 @@ outputs: [{type: "dir", dest: "rootfs"}]
 		}
 		tree := filepath.Join(dir, "modules", modulesRelease)
 		for _, m := range []string{"vxlan", "udp_tunnel", "ip6_udp_tunnel"} {
-			matches, _ := filepath.Glob(filepath.Join(modulesRoot, "kernel/*/*/"+m+".ko*"))
-			matches2, _ := filepath.Glob(filepath.Join(modulesRoot, "kernel/*/*/*/"+m+".ko*"))
-			matches = append(matches, matches2...)
+			var matches []string
+			for _, depth := range []string{"*/*", "*/*/*"} {
+				found, _ := filepath.Glob(filepath.Join(modulesRoot, "kernel", depth, m+".ko*"))
+				matches = append(matches, found...)
+			}
 			if len(matches) != 1 {
 				t.Fatalf("module %s: found %q", m, matches)
 			}
