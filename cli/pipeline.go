@@ -47,7 +47,7 @@ func parseManifest(e *env, fs *pflag.FlagSet, args []string) (*loaded, error) {
 // load loads and checks a manifest and prints its warnings.
 func load(e *env, manifest string) (*loaded, error) {
 	ctx := e.ctx
-	res, err := rcue.Load(ctx, manifest, rcue.Opts{})
+	res, err := rcue.LoadFile(ctx, manifest, rcue.Opts{})
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 func ExampleLoad() {
-	r, err := cue.Load(context.Background(), "testdata/valid.cue", cue.Opts{})
+	r, err := cue.LoadFile(context.Background(), "testdata/valid.cue", cue.Opts{})
 	if err != nil {
 		wd, _ := os.Getwd()
 		fmt.Print(cue.FormatError(err, wd))
@@ -25,7 +25,7 @@ func ExampleLoad() {
 }
 
 func ExampleFormatError() {
-	_, err := cue.Load(context.Background(), "testdata/typo.cue", cue.Opts{})
+	_, err := cue.LoadFile(context.Background(), "testdata/typo.cue", cue.Opts{})
 	wd, _ := os.Getwd()
 	fmt.Print(cue.FormatError(err, wd))
 	// Output:

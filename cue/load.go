@@ -3,13 +3,15 @@ package cue
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
 	cuelang "cuelang.org/go/cue"
+	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/load"
 	"cuelang.org/go/cue/token"
@@ -18,11 +20,13 @@ import (
 	"github.com/rootfsc/rootfsc/schema"
 )
 
-var mu sync.Mutex
-
-// Opts configures [Load]. It is empty for now; it exists so options can be
-// added without changing the signature.
-type Opts struct{}
+// Opts configures [Load].
+type Opts struct {
+	// Dir is the absolute folder the manifest's files are named under in positions and
+	// [Result.Dir] (the manifest's folder on disk for the CLI, a fixed name in the frontend).
+	// Default "/".
+	Dir string
+}
 
 // Result is a loaded, validated manifest.
 type Result struct {
@@ -33,22 +37,22 @@ type Result struct {
 	Release *schema.Release
 	// Family is the distro's package family ("deb"); "" without a distro.
 	Family string
-	// Dir is the absolute directory of the manifest; relative paths in the
-	// manifest (agent.file, files.source, …) are relative to it.
+	// Dir is [Opts.Dir]: the absolute folder of the manifest.
 	Dir string
-	// Path is the absolute path of the manifest file or directory.
+	// Path is the absolute path of the manifest file or folder under Dir.
 	Path string
+	// Name is the manifest as given to [Load], relative to its file system.
+	Name string
+	// Files holds the text of every manifest file read, by absolute path.
+	Files map[string][]byte
 	// Value is the unified, validated CUE value.
 	Value cuelang.Value
 
 	raw cuelang.Value // the manifest alone, for positions in the user's files
 }
 
-// Load reads the manifest at path (a .cue file, or a directory whose .cue
-// files form one manifest), unifies it with #Manifest and its distro
-// definition, checks that it is concrete and decodes it. Errors are CUE
-// errors carrying file:line:col; print them with [FormatError].
-func Load(ctx context.Context, path string, opts Opts) (*Result, error) {
+// LoadFile is [Load] of a manifest file or folder on disk.
+func LoadFile(ctx context.Context, path string, opts Opts) (*Result, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("loading manifest: %w", err)
@@ -57,41 +61,75 @@ func Load(ctx context.Context, path string, opts Opts) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading manifest: %w", err)
 	}
-	dir, files := filepath.Dir(abs), []string{abs}
+	dir, name := filepath.Dir(abs), filepath.Base(abs)
 	if fi.IsDir() {
-		dir = abs
-		files, err = filepath.Glob(filepath.Join(abs, "*.cue"))
+		dir, name = abs, "."
+	}
+	opts.Dir = dir
+	return Load(ctx, os.DirFS(dir), name, opts)
+}
+
+// Load reads the manifest name from fsys (a .cue file, or a folder whose .cue files form one
+// manifest), unifies it with #Manifest and its distro definition, checks that it is concrete and
+// decodes it. Every load has a [cuelang.Context] of its own, so a long-lived process (the
+// gateway frontend) does not accumulate values. Errors are CUE errors carrying file:line:col;
+// print them with [FormatError].
+func Load(ctx context.Context, fsys fs.FS, name string, opts Opts) (*Result, error) {
+	dir := opts.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if !fs.ValidPath(name) {
+		return nil, fmt.Errorf("loading manifest: %q is not a path inside the manifest's folder", name)
+	}
+	fi, err := fs.Stat(fsys, name)
+	if err != nil {
+		return nil, fmt.Errorf("loading manifest: %w", err)
+	}
+	names := []string{name}
+	if fi.IsDir() {
+		names, err = fs.Glob(fsys, path.Join(name, "*.cue"))
 		if err != nil {
 			return nil, fmt.Errorf("loading manifest: %w", err)
 		}
-		if len(files) == 0 {
-			return nil, fmt.Errorf("loading manifest: no .cue files in %s", path)
+		if len(names) == 0 {
+			return nil, fmt.Errorf("loading manifest: no .cue files in %s", name)
 		}
+	}
+	res := &Result{Dir: dir, Path: filepath.Join(dir, filepath.FromSlash(name)), Name: name, Files: map[string][]byte{}}
+	overlay := map[string]load.Source{}
+	var files []string
+	for _, n := range names {
+		data, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return nil, fmt.Errorf("loading manifest: %w", err)
+		}
+		abs := filepath.Join(dir, filepath.FromSlash(n))
+		res.Files[abs] = data
+		overlay[abs] = load.FromBytes(data)
+		files = append(files, abs)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
-	// The schema's cue.Context is shared and not safe for concurrent use.
-	mu.Lock()
-	defer mu.Unlock()
-	insts := load.Instances(files, &load.Config{Dir: dir})
+	cctx := cuecontext.New()
+	sch := schema.CompileIn(cctx)
+	insts := load.Instances(files, &load.Config{Dir: filepath.Dir(files[0]), Overlay: overlay})
 	inst := insts[0]
 	if inst.Err != nil {
 		return nil, cueerrors.Wrapf(inst.Err, token.NoPos, "loading manifest")
 	}
-	manifest := schema.Lookup("#Manifest")
-	cctx := manifest.Context()
 	v := cctx.BuildInstance(inst)
 	if err := v.Err(); err != nil {
 		return nil, cueerrors.Wrapf(err, token.NoPos, "loading manifest")
 	}
-	res := &Result{Dir: dir, Path: abs, raw: v}
-	v = manifest.Unify(v)
+	res.raw = v
+	v = sch.LookupPath(cuelang.ParsePath("#Manifest")).Unify(v)
 
 	var distro cuelang.Value
 	if res.raw.LookupPath(cuelang.ParsePath("distro")).Exists() {
-		distro, res.Family, err = distroDef(cctx, res.raw.LookupPath(cuelang.ParsePath("distro")))
+		distro, res.Family, err = distroDef(sch, res.raw.LookupPath(cuelang.ParsePath("distro")))
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +162,7 @@ func Load(ctx context.Context, path string, opts Opts) (*Result, error) {
 
 // distroDef finds the definition of the distro named by d in [distros.FS] and
 // unifies it with #Distro.
-func distroDef(cctx *cuelang.Context, d cuelang.Value) (cuelang.Value, string, error) {
+func distroDef(sch cuelang.Value, d cuelang.Value) (cuelang.Value, string, error) {
 	name, err := d.String()
 	if err != nil {
 		return cuelang.Value{}, "", cueerrors.Wrapf(cueerrors.Promote(err, ""), token.NoPos, "distro")
@@ -141,8 +179,8 @@ func distroDef(cctx *cuelang.Context, d cuelang.Value) (cuelang.Value, string, e
 	if err != nil {
 		return cuelang.Value{}, "", fmt.Errorf("reading distro %s: %w", name, err)
 	}
-	dv := cctx.CompileBytes(src, cuelang.Filename("distros/"+file))
-	dv = schema.Lookup("#Distro").Unify(dv)
+	dv := sch.Context().CompileBytes(src, cuelang.Filename("distros/"+file))
+	dv = sch.LookupPath(cuelang.ParsePath("#Distro")).Unify(dv)
 	if err := dv.Validate(cuelang.Concrete(true)); err != nil {
 		return cuelang.Value{}, "", cueerrors.Wrapf(err, token.NoPos, "distro %s", name)
 	}

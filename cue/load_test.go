@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	cuelang "cuelang.org/go/cue"
 	"github.com/google/go-cmp/cmp"
@@ -83,7 +84,7 @@ func TestLoad(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			got, err := Load(context.Background(), tt.path, Opts{})
+			got, err := LoadFile(context.Background(), tt.path, Opts{})
 			if err != nil {
 				t.Fatalf("Load() error:\n%s", FormatError(err, ""))
 			}
@@ -121,7 +122,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			_, err := Load(context.Background(), tt.path, Opts{})
+			_, err := LoadFile(context.Background(), tt.path, Opts{})
 			if err == nil {
 				t.Fatal("Load() succeeded, want an error")
 			}
@@ -136,7 +137,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestNotImplemented(t *testing.T) {
-	r, err := Load(context.Background(), "testdata/full.cue", Opts{})
+	r, err := LoadFile(context.Background(), "testdata/full.cue", Opts{})
 	if err != nil {
 		t.Fatal(FormatError(err, ""))
 	}
@@ -153,7 +154,7 @@ func TestNotImplemented(t *testing.T) {
 		t.Errorf("Errorf() mismatch (-want +got):\n%s", diff)
 	}
 
-	v, err := Load(context.Background(), "testdata/valid.cue", Opts{})
+	v, err := LoadFile(context.Background(), "testdata/valid.cue", Opts{})
 	if err != nil {
 		t.Fatal(FormatError(err, ""))
 	}
@@ -186,7 +187,7 @@ func TestCueVet(t *testing.T) {
 		{"testdata/twoagents.cue", false},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
-			_, loadErr := Load(context.Background(), tt.path, Opts{})
+			_, loadErr := LoadFile(context.Background(), tt.path, Opts{})
 			// cue vet -d takes data, not CUE: export the manifest first.
 			data, err := exec.Command(goBin, "tool", "cue", "export", "--out", "json", tt.path).Output()
 			if err != nil {
@@ -206,7 +207,7 @@ func TestCueVet(t *testing.T) {
 }
 
 func TestLoadMissing(t *testing.T) {
-	_, err := Load(context.Background(), "testdata/nonexistent.cue", Opts{})
+	_, err := LoadFile(context.Background(), "testdata/nonexistent.cue", Opts{})
 	if err == nil {
 		t.Fatal("Load() succeeded, want an error")
 	}
@@ -221,7 +222,7 @@ func TestDistroNames(t *testing.T) {
 	var names []string
 	for _, d := range distros.List() {
 		names = append(names, d.Name)
-		if _, err := Load(context.Background(), writeManifest(t, d.Name, d.Releases[0]), Opts{}); err != nil {
+		if _, err := LoadFile(context.Background(), writeManifest(t, d.Name, d.Releases[0]), Opts{}); err != nil {
 			t.Errorf("Load(%s %s): %s", d.Name, d.Releases[0], FormatError(err, ""))
 		}
 	}
@@ -253,4 +254,33 @@ func writeManifest(t *testing.T, distro, release string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestLoadFS loads from a file system that is not the disk, as the gateway frontend does with the
+// manifest it reads through BuildKit: the folder in positions need not exist.
+func TestLoadFS(t *testing.T) {
+	fsys := fstest.MapFS{
+		"rootfs.cue": {Data: []byte("distro: \"debian\"\nrelease: \"bookworm\"\npackages: [\"iptables\"]\n")},
+		"bad.cue":    {Data: []byte("distro: \"debian\"\nrelease: \"potato\"\n")},
+	}
+	got, err := Load(context.Background(), fsys, "rootfs.cue", Opts{Dir: "/nonexistent/dockerfile"})
+	if err != nil {
+		t.Fatalf("Load() error:\n%s", FormatError(err, ""))
+	}
+	if diff := cmp.Diff([]string{"iptables"}, got.Manifest.Packages); diff != "" {
+		t.Errorf("Load() packages mismatch (-want +got):\n%s", diff)
+	}
+	if got.Path != "/nonexistent/dockerfile/rootfs.cue" {
+		t.Errorf("Load() Path = %q", got.Path)
+	}
+	_, err = Load(context.Background(), fsys, "bad.cue", Opts{Dir: "/nonexistent/dockerfile"})
+	if err == nil {
+		t.Fatal("Load(bad.cue) succeeded")
+	}
+	if got, want := FormatError(err, "/nonexistent/dockerfile"), `bad.cue:2:1: release: unknown release "potato" (known: bookworm, trixie)`; !strings.Contains(got, want) {
+		t.Errorf("Load(bad.cue) error = %q, want %q", got, want)
+	}
+	if _, err := Load(context.Background(), fsys, "../x.cue", Opts{}); err == nil || !strings.Contains(err.Error(), "not a path inside the manifest's folder") {
+		t.Errorf("Load(../x.cue) error = %v", err)
+	}
 }

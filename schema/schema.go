@@ -29,6 +29,15 @@ var Compiled = sync.OnceValue(func() cue.Value {
 	return v
 })
 
+// CompileIn compiles the schema in c, for a caller that keeps a [cue.Context] per load.
+func CompileIn(c *cue.Context) cue.Value {
+	v := c.CompileBytes(Source, cue.Filename("schema/schema.cue"))
+	if err := v.Err(); err != nil {
+		panic("schema: compiling schema.cue: " + err.Error())
+	}
+	return v
+}
+
 // Lookup returns the definition name (e.g. "#Manifest") from [Compiled].
 func Lookup(def string) cue.Value {
 	return Compiled().LookupPath(cue.ParsePath(def))
