@@ -20,7 +20,7 @@ deps:
 
 # rootfsc is static (CGO off): the same binary runs inside the build as the extraction helper.
 $(BIN)/rootfsc: FORCE
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/rootfsc/rootfsc/cli.Version=$(VERSION)" -o $@ ./cmd/rootfsc
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/rootfsc/rootfsc/build.Version=$(VERSION)" -o $@ ./cmd/rootfsc
 
 $(BIN)/buildkitd: go.mod go.sum
 	$(GO) build -o $@ github.com/moby/buildkit/cmd/buildkitd

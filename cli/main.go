@@ -12,10 +12,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
-)
 
-// Version is set at link time (-ldflags "-X github.com/rootfsc/rootfsc/cli.Version=…").
-var Version = "devel"
+	"github.com/rootfsc/rootfsc/build"
+)
 
 // env is what a subcommand may touch: its arguments and the three streams.
 type env struct {
@@ -41,10 +40,12 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"build", "build MANIFEST [-o type=dir|tar|initrd,dest=PATH]... [--locked] [--progress MODE] [--addr URL] [--mirror URL]", "resolve (unless locked), lower and build the rootfs", runBuild},
-		{"lock", "lock MANIFEST [--mirror URL]", "resolve the packages and write MANIFEST.lock.json", runLock},
-		{"vet", "vet MANIFEST", "check the manifest against the schema and the lock's freshness (no daemon)", runVet},
-		{"llb", "llb MANIFEST [--mirror URL]", "print the LLB definition (for `buildctl build`) on stdout", runLLB},
+		{"build", "build MANIFEST [-o type=dir|tar|initrd|oci|docker,dest=PATH | -o type=image,name=REF[,push=true]]... [--context DIR] [--locked] [--progress MODE] [--addr URL] [--tlscacert F --tlscert F --tlskey F] [--cache-to SPEC] [--cache-from SPEC] [--mirror URL] [--label K=V]", "resolve (unless locked), lower and build the rootfs; every output from one solve", runBuild},
+		{"lock", "lock MANIFEST [--mirror URL] [--allow-downgrade]", "resolve the packages and write MANIFEST.lock.json", runLock},
+		{"vet", "vet MANIFEST [--context DIR]", "check the manifest, its inputs and policy, and the lock's freshness (no daemon)", runVet},
+		{"llb", "llb MANIFEST [--context DIR] [--mirror URL] [--locked]", "print the LLB definition (for `buildctl build`) on stdout", runLLB},
+		{"frontend", "frontend", "the BuildKit gateway frontend entrypoint (run by buildkitd from the frontend image)", runFrontend},
+		{"frontend-image", "frontend-image -o type=oci|docker,dest=FILE | -o type=image,name=REF[,push=true] [--addr URL]", "build rootfsc's frontend image with BuildKit", runFrontendImage},
 		{"policy", "policy check FILE... | policy eval --policy FILE --input INPUT.json REQUEST", "check agent policies; evaluate a request as OPA's REST API would", runPolicy},
 		{"distros", "distros", "list the distros and releases rootfsc knows", runDistros},
 		{"version", "version", "print rootfsc's version", runVersion},
@@ -129,6 +130,6 @@ func runVersion(e *env, args []string) error {
 	if _, err := parse(flags("version"), args, 0); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "rootfsc %s\n", Version)
+	fmt.Fprintf(e.stdout, "rootfsc %s\n", build.Version)
 	return nil
 }

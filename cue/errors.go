@@ -83,7 +83,7 @@ func relPos(p token.Pos, cwd string) string {
 
 // NotImplemented reports, with its position in the manifest, every field of
 // r.Manifest that the schema accepts but the builder does not support yet
-// (outputs other than dir and tar), or nil. A Result not made by [Load] gets
+// (disk outputs), or nil. A Result not made by [Load] gets
 // the same errors without positions.
 func NotImplemented(r *Result) error {
 	return notImplemented(r.Manifest, r.raw)
@@ -114,7 +114,7 @@ func notImplemented(m *schema.Manifest, v cuelang.Value) error {
 		errs = cueerrors.Append(errs, &posError{pos: pos, path: names, msg: "not implemented yet"})
 	}
 	for i, o := range m.Outputs {
-		if o.Type != "dir" && o.Type != "tar" && o.Type != "initrd" {
+		if o.Type == "disk" {
 			add(cuelang.Str("outputs"), cuelang.Index(i), cuelang.Str("type"))
 		}
 	}

@@ -5,55 +5,84 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
+	"github.com/docker/cli/cli/config"
 	"github.com/moby/buildkit/client"
-	bkllb "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/cmd/buildctl/build"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/tonistiigi/fsutil"
 )
 
-// Output is one export of the solved state.
+// Output is one export of a build.
 type Output struct {
-	Type string // "dir"|"tar"
+	// Type is dir, tar, initrd (files on this machine, written atomically), oci or docker (an
+	// image archive), or image (an image in BuildKit's store, pushed with push=true).
+	Type string
+	// Dest is the file or folder; for image, the image name.
 	Dest string
+	// Attrs are BuildKit exporter options (registry.insecure, oci-mediatypes, compression, …).
+	Attrs map[string]string
 }
 
-// Opts configures Connect and Solve.
+// OutputTypes are the output types [Build] knows.
+var OutputTypes = []string{"dir", "tar", "initrd", "oci", "docker", "image"}
+
+// Opts configures [Build].
 type Opts struct {
-	Addr        string // "" -> BUILDKIT_HOST -> embedded daemon
-	StateDir    string // default ROOTFSC_STATE_DIR or /var/lib/rootfsc ; socket = StateDir/buildkitd.sock
-	Progress    string // auto|plain|tty|rawjson|quiet
-	ProgressOut io.Writer
-	LocalDirs   map[string]string // llb.Local name -> host dir
-	// SourceDateEpoch, when set, is the modification time the exporter gives every file, so that
-	// two builds of one lock write the same bytes whatever the clock said during the build.
-	SourceDateEpoch *int64
+	Addr     string // "" -> BUILDKIT_HOST -> embedded daemon
+	StateDir string // default ROOTFSC_STATE_DIR or /var/lib/rootfsc ; socket = StateDir/buildkitd.sock
+	// TLS for a tcp:// daemon, buildctl's --tlscacert, --tlscert, --tlskey, --tlsservername.
+	TLSCACert, TLSCert, TLSKey, TLSServerName string
+	Progress                                  string // auto|plain|tty|rawjson|quiet
+	ProgressOut                               io.Writer
+	// LocalDirs maps the locals the build function reads to folders of this machine.
+	LocalDirs map[string]string
+	// FrontendAttrs are the build function's options (as buildctl's --opt).
+	FrontendAttrs map[string]string
+	// CacheTo and CacheFrom are cache exports and imports in buildctl's syntax
+	// (type=local,dest=DIR,mode=max; type=registry,ref=REF; type=inline; …).
+	CacheTo, CacheFrom []string
+	// Epoch is the time of the entries the engine adds itself (an initrd's /init and
+	// /dev/console); the build function gives the exporters theirs.
+	Epoch int64
 }
 
-// Result carries the exporter response of the (last) solve.
+// Result is what the exporters answered.
 type Result struct {
 	ExporterResponse map[string]string
+	// Digests holds the image digest of each oci, docker and image output, in order ("" for others).
+	Digests []string
 }
 
-// Solve builds def and writes each output. Each output is its own solve;
-// BuildKit's cache makes the repeats cheap.
-func Solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Opts) (*Result, error) {
-	res, err := solve(ctx, def, outputs, opts)
+// Build runs fn as the frontend of one solve whose exporters are all the outputs: every output
+// comes from the same result, and none is put in place unless every export succeeded (an image
+// pushed to a registry is the exception: BuildKit publishes it during the solve).
+func Build(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opts) (*Result, error) {
+	res, err := buildSolve(ctx, fn, outputs, opts)
 	return res, located(err)
 }
 
-func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Opts) (*Result, error) {
-	if def == nil {
-		return nil, errors.New("engine: nil definition")
-	}
+// pending is an output's file written during the solve, put in place after it.
+type pending struct {
+	out    Output
+	tmp    string       // temporary file or folder next to Dest
+	commit func() error // puts tmp in place
+	wait   func() error // waits for a streamed unpack (dir)
+	abort  func(error)  // stops it
+}
+
+func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opts) (*Result, error) {
 	for _, o := range outputs {
-		if o.Type != "dir" && o.Type != "tar" && o.Type != "initrd" {
-			return nil, fmt.Errorf("engine: unknown output type %q (want dir, tar or initrd)", o.Type)
+		if !contains(OutputTypes, o.Type) {
+			return nil, fmt.Errorf("engine: unknown output type %q (want %s)", o.Type, strings.Join(OutputTypes, ", "))
 		}
 		if o.Dest == "" {
 			return nil, fmt.Errorf("engine: %s output without a destination", o.Type)
@@ -73,6 +102,32 @@ func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Op
 		}
 		mounts[name] = fs
 	}
+	cacheTo, err := build.ParseExportCache(opts.CacheTo)
+	if err != nil {
+		return nil, fmt.Errorf("--cache-to: %w", err)
+	}
+	cacheFrom, err := build.ParseImportCache(opts.CacheFrom)
+	if err != nil {
+		return nil, fmt.Errorf("--cache-from: %w", err)
+	}
+
+	var pend []*pending
+	defer func() {
+		for _, p := range pend {
+			if p.tmp != "" {
+				os.RemoveAll(p.tmp)
+			}
+		}
+	}()
+	var exports []client.ExportEntry
+	for _, o := range outputs {
+		e, p, err := exportFor(o, opts.Epoch)
+		if err != nil {
+			return nil, err
+		}
+		exports = append(exports, e)
+		pend = append(pend, p)
+	}
 
 	c, err := Connect(ctx, opts)
 	if err != nil {
@@ -80,46 +135,149 @@ func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Op
 	}
 	defer c.Close()
 
-	res := &Result{ExporterResponse: map[string]string{}}
-	if len(outputs) == 0 {
-		resp, err := solveOne(ctx, c, def, nil, mounts, opts)
-		if err != nil {
-			return nil, err
+	resp, err := buildOne(ctx, c, fn, client.SolveOpt{
+		Exports:       exports,
+		LocalMounts:   mounts,
+		FrontendAttrs: opts.FrontendAttrs,
+		CacheExports:  cacheTo,
+		CacheImports:  cacheFrom,
+		Session: []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+			AuthConfigProvider: authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(io.Discard)),
+		})},
+	}, opts)
+	for _, p := range pend {
+		if p.wait == nil {
+			continue
 		}
-		merge(res, resp)
-		return res, nil
+		if err != nil {
+			p.abort(err)
+		}
+		if werr := p.wait(); werr != nil && err == nil {
+			err = fmt.Errorf("engine: %s output %s: %w", p.out.Type, p.out.Dest, werr)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{ExporterResponse: map[string]string{}}
+	if resp != nil {
+		maps.Copy(res.ExporterResponse, resp.ExporterResponse)
+	}
+	for _, p := range pend {
+		if p.commit != nil {
+			if err := p.commit(); err != nil {
+				return nil, fmt.Errorf("engine: %s output %s: %w", p.out.Type, p.out.Dest, err)
+			}
+			p.tmp = ""
+		}
 	}
 	for _, o := range outputs {
-		var resp *client.SolveResponse
-		switch o.Type {
-		case "tar":
-			resp, err = solveTar(ctx, c, def, o.Dest, mounts, opts)
-		case "dir":
-			resp, err = solveDir(ctx, c, def, o.Dest, mounts, opts)
-		case "initrd":
-			resp, err = solveInitrd(ctx, c, def, o.Dest, mounts, opts)
-		default:
-			err = errors.New("unknown output type")
+		d := ""
+		if o.Type == "oci" || o.Type == "docker" || o.Type == "image" {
+			d = res.ExporterResponse["containerimage.digest"]
 		}
-		if err != nil {
-			return nil, fmt.Errorf("engine: %s output %s: %w", o.Type, o.Dest, err)
-		}
-		merge(res, resp)
+		res.Digests = append(res.Digests, d)
 	}
 	return res, nil
 }
 
-func merge(res *Result, resp *client.SolveResponse) {
-	if resp == nil {
-		return
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
 	}
-	for k, v := range resp.ExporterResponse {
-		res.ExporterResponse[k] = v
+	return false
+}
+
+// exportFor is the exporter of one output and what to do with its file after the solve.
+func exportFor(o Output, epoch int64) (client.ExportEntry, *pending, error) {
+	p := &pending{out: o}
+	attrs := maps.Clone(o.Attrs)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	switch o.Type {
+	case "tar", "initrd", "oci", "docker":
+		typ := map[string]string{"tar": client.ExporterTar, "initrd": client.ExporterTar,
+			"oci": client.ExporterOCI, "docker": client.ExporterDocker}[o.Type]
+		if o.Type == "oci" || o.Type == "docker" {
+			imageAttrs(attrs)
+			if o.Type == "docker" && attrs["name"] == "" {
+				attrs["name"] = "rootfsc/rootfs:latest"
+			}
+		}
+		dest := o.Dest
+		if o.Type == "initrd" {
+			dest = o.Dest + ".tar"
+		}
+		f, err := tempFile(dest)
+		if err != nil {
+			return client.ExportEntry{}, nil, err
+		}
+		p.tmp = f.Name()
+		e := client.ExportEntry{Type: typ, Attrs: attrs, Output: func(map[string]string) (io.WriteCloser, error) {
+			return syncCloser{f}, nil
+		}}
+		p.commit = func() error {
+			if o.Type == "initrd" {
+				defer os.Remove(f.Name())
+				return toInitrd(f.Name(), o.Dest, epoch)
+			}
+			return commitFile(f.Name(), o.Dest)
+		}
+		return e, p, nil
+	case "dir":
+		pr, pw := io.Pipe()
+		type unpacked struct {
+			tmp string
+			err error
+		}
+		done := make(chan unpacked, 1)
+		started := false
+		e := client.ExportEntry{Type: client.ExporterTar, Attrs: attrs, Output: func(map[string]string) (io.WriteCloser, error) {
+			started = true
+			go func() {
+				tmp, err := unpackTemp(pr, o.Dest)
+				// Make later writes fail instead of blocking.
+				pr.CloseWithError(errOr(err, io.ErrClosedPipe))
+				done <- unpacked{tmp, err}
+			}()
+			return pw, nil
+		}}
+		p.abort = func(err error) { pw.CloseWithError(err) }
+		p.wait = func() error {
+			if !started {
+				return errors.New("the exporter wrote nothing")
+			}
+			pw.Close()
+			u := <-done
+			p.tmp = u.tmp
+			if u.err != nil {
+				return fmt.Errorf("unpacking: %w", u.err)
+			}
+			return nil
+		}
+		p.commit = func() error { return replace(p.tmp, o.Dest) }
+		return e, p, nil
+	case "image":
+		imageAttrs(attrs)
+		attrs["name"] = o.Dest
+		return client.ExportEntry{Type: client.ExporterImage, Attrs: attrs}, p, nil
+	}
+	return client.ExportEntry{}, nil, fmt.Errorf("engine: unknown output type %q", o.Type)
+}
+
+// imageAttrs sets what makes an image reproducible: every file's time rewritten to the epoch the
+// build function gives (unless the caller chose otherwise).
+func imageAttrs(attrs map[string]string) {
+	if _, ok := attrs["rewrite-timestamp"]; !ok {
+		attrs["rewrite-timestamp"] = "true"
 	}
 }
 
-// solveOne runs a single solve with the given exports and shows progress.
-func solveOne(ctx context.Context, c *client.Client, def *bkllb.Definition, exports []client.ExportEntry, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
+// buildOne runs one client.Build and shows its progress.
+func buildOne(ctx context.Context, c *client.Client, fn gateway.BuildFunc, opt client.SolveOpt, opts Opts) (*client.SolveResponse, error) {
 	out := opts.ProgressOut
 	if out == nil {
 		out = os.Stderr
@@ -139,10 +297,7 @@ func solveOne(ctx context.Context, c *client.Client, def *bkllb.Definition, expo
 		// Display errors are cosmetic; the solve error is what matters.
 		disp.UpdateFrom(context.WithoutCancel(ctx), ch)
 	}()
-	resp, err := c.Solve(ctx, def, client.SolveOpt{
-		Exports:     exports,
-		LocalMounts: mounts,
-	}, ch)
+	resp, err := c.Build(ctx, opt, "rootfsc", fn, ch)
 	<-done
 	return resp, err
 }
@@ -177,100 +332,6 @@ func (f syncCloser) Close() error {
 	return f.File.Close()
 }
 
-func solveTar(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
-	parent, base := filepath.Dir(dest), filepath.Base(dest)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, err
-	}
-	var tmp *os.File
-	cleanup := func() {
-		if tmp != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}
-	resp, err := solveOne(ctx, c, def, []client.ExportEntry{{
-		Type:  client.ExporterTar,
-		Attrs: exportAttrs(opts),
-		Output: func(map[string]string) (io.WriteCloser, error) {
-			f, err := os.CreateTemp(parent, base+".tmp-*")
-			if err != nil {
-				return nil, err
-			}
-			tmp = f
-			return syncCloser{f}, nil
-		},
-	}}, mounts, opts)
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	if tmp == nil {
-		return nil, errors.New("tar exporter produced no output")
-	}
-	tmp.Close() // in case the exporter did not
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		cleanup()
-		return nil, err
-	}
-	if err := os.Rename(tmp.Name(), dest); err != nil {
-		cleanup()
-		return nil, err
-	}
-	return resp, nil
-}
-
-// solveDir streams the tar exporter through a pipe into unpackDir, so
-// owners, devices and xattrs survive (the local exporter rewrites owners).
-func solveDir(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
-	var pw *io.PipeWriter
-	type unpackResult struct {
-		tmp string
-		err error
-	}
-	unpacked := make(chan unpackResult, 1)
-	resp, err := solveOne(ctx, c, def, []client.ExportEntry{{
-		Type:  client.ExporterTar,
-		Attrs: exportAttrs(opts),
-		Output: func(map[string]string) (io.WriteCloser, error) {
-			pr, w := io.Pipe()
-			pw = w
-			go func() {
-				tmp, err := unpackTemp(pr, dest)
-				// Make later writes fail instead of blocking.
-				pr.CloseWithError(errOr(err, io.ErrClosedPipe))
-				unpacked <- unpackResult{tmp, err}
-			}()
-			return w, nil
-		},
-	}}, mounts, opts)
-	if pw == nil {
-		if err != nil {
-			return nil, err
-		}
-		return nil, errors.New("tar exporter produced no output")
-	}
-	if err != nil {
-		pw.CloseWithError(err)
-		u := <-unpacked
-		if u.err == nil {
-			os.RemoveAll(u.tmp)
-			return nil, err
-		}
-		return nil, errors.Join(err, fmt.Errorf("unpacking: %w", u.err))
-	}
-	pw.Close()
-	u := <-unpacked
-	if u.err != nil {
-		return nil, fmt.Errorf("unpacking: %w", u.err)
-	}
-	if err := replace(u.tmp, dest); err != nil {
-		os.RemoveAll(u.tmp)
-		return nil, err
-	}
-	return resp, nil
-}
-
 func errOr(err, def error) error {
 	if err != nil {
 		return err
@@ -278,28 +339,19 @@ func errOr(err, def error) error {
 	return def
 }
 
-// exportAttrs are the tar exporter's options: the epoch every file's time is set to.
-func exportAttrs(opts Opts) map[string]string {
-	if opts.SourceDateEpoch == nil {
-		return nil
+// tempFile is a new file next to dest, removed unless it is committed.
+func tempFile(dest string) (*os.File, error) {
+	parent, base := filepath.Dir(dest), filepath.Base(dest)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
 	}
-	return map[string]string{"source-date-epoch": strconv.FormatInt(*opts.SourceDateEpoch, 10)}
+	return os.CreateTemp(parent, base+".tmp-*")
 }
 
-// solveInitrd exports the rootfs as a tar next to dest, then converts it to a cpio initrd.
-func solveInitrd(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
-	tarPath := dest + ".tmp-tar"
-	defer os.Remove(tarPath)
-	resp, err := solveTar(ctx, c, def, tarPath, mounts, opts)
-	if err != nil {
-		return nil, err
+// commitFile puts a finished temporary file in place.
+func commitFile(tmp, dest string) error {
+	if err := os.Chmod(tmp, 0o644); err != nil {
+		return err
 	}
-	var epoch int64
-	if opts.SourceDateEpoch != nil {
-		epoch = *opts.SourceDateEpoch
-	}
-	if err := toInitrd(tarPath, dest, epoch); err != nil {
-		return nil, err
-	}
-	return resp, nil
+	return os.Rename(tmp, dest)
 }

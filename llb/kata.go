@@ -20,14 +20,6 @@ import (
 	"github.com/rootfsc/rootfsc/schema"
 )
 
-// Local is a folder of the client that enters the build as a [bkllb.Local].
-type Local struct {
-	// Dir is the folder as the manifest names it (relative to the manifest's folder or absolute).
-	Dir string
-	// Include limits the transfer to these names when only one file of Dir is needed.
-	Include []string
-}
-
 // layers lowers the Kata parts of one manifest.
 type layers struct {
 	locator
@@ -42,31 +34,30 @@ type layers struct {
 	// the layers' own steps show CACHED when they are.
 	empty  bkllb.State
 	helper bkllb.State
-	locals map[string]Local
 }
 
 func (l *layers) systemd() bool { return l.m.Agent == nil || l.m.Agent.Init != "agent" }
 
-// local returns the [bkllb.Local] for a file or folder the manifest names. A
-// file travels as its folder limited to that one name.
-func (l *layers) local(name, p string, dir bool, pg bkllb.ConstraintsOpt) (bkllb.State, string) {
-	loc := Local{Dir: p}
-	src := "/"
-	if !dir {
-		loc = Local{Dir: path.Dir(p), Include: []string{path.Base(p)}}
-		src = "/" + path.Base(p)
-	}
-	l.locals[name] = loc
-	opts := []bkllb.LocalOption{
-		bkllb.SharedKeyHint(name),
-		bkllb.LocalUniqueID("rootfsc:" + name),
-		bkllb.WithCustomName("local " + name + ": " + p),
+// local returns the build context limited to the file or folder p (a clean relative path the
+// pipeline has checked stays inside the context) and p's path in it. role names the layer that
+// reads it, so each layer's transfer is its own op, cached on its own.
+func (l *layers) local(role, p string, pg bkllb.ConstraintsOpt) (bkllb.State, string) {
+	return bkllb.Local(l.opts.Context,
+		bkllb.IncludePatterns([]string{p}),
+		bkllb.FollowPaths([]string{p}),
+		bkllb.SharedKeyHint(l.opts.Context+":"+role),
+		// A fixed ID keeps the definition (and its cache keys) identical from run to run.
+		bkllb.LocalUniqueID("rootfsc:"+role),
+		bkllb.WithCustomName("context "+role+": "+p),
 		pg,
-	}
-	if len(loc.Include) > 0 {
-		opts = append(opts, bkllb.IncludePatterns(loc.Include))
-	}
-	return bkllb.Local(name, opts...), src
+	), "/" + p
+}
+
+// squash copies st into one layer: a layer of the rootfs is one layer of an image. BuildKit's
+// copy keeps owners, modes, xattrs, hard links and times. Only for states without deletions.
+func squash(st bkllb.State, name string, pg bkllb.ConstraintsOpt) bkllb.State {
+	return bkllb.Scratch().File(bkllb.Copy(st, "/", "/", &bkllb.CopyInfo{CopyDirContentsOnly: true}),
+		bkllb.WithCustomName(name+" (one layer)"), pg)
 }
 
 // fetch returns an HTTP source checked against its sha256, saved as file.
@@ -82,7 +73,7 @@ func fetchChecked(url, sha256, file, what string, pg bkllb.ConstraintsOpt) bkllb
 // tarball returns the archive's source state and the path of the archive in it.
 func (l *layers) tarball(name string, t *schema.Tarball, pg bkllb.ConstraintsOpt) (bkllb.State, string) {
 	if t.Path != "" {
-		return l.local(name, t.Path, false, pg)
+		return l.local(name, t.Path, pg)
 	}
 	file := path.Base(strings.SplitN(t.URL, "?", 2)[0])
 	if file == "" || file == "/" || file == "." {
@@ -124,10 +115,10 @@ func (l *layers) agent() (bkllb.State, error) {
 	}
 	st := l.mkdirs(l.empty, "agent: directories", pg, path.Dir(dest))
 	if a.File != "" {
-		src, p := l.local("agent", a.File, false, pg)
-		return st.File(bkllb.Copy(src, p, dest, &bkllb.CopyInfo{
+		src, p := l.local("agent", a.File, pg)
+		return squash(st.File(bkllb.Copy(src, p, dest, &bkllb.CopyInfo{
 			Mode: &bkllb.ChmodOpt{Mode: 0o755}, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
-		}), bkllb.WithCustomName("agent: install "+a.File+" as "+dest), pg), nil
+		}), bkllb.WithCustomName("agent: install "+a.File+" as "+dest), pg), "agent", pg), nil
 	}
 	src, p := l.tarball("agent", a.Tarball, pg)
 	unpacked := bkllb.Scratch().File(bkllb.Copy(src, p, "/", &bkllb.CopyInfo{AttemptUnpack: true}),
@@ -136,9 +127,9 @@ func (l *layers) agent() (bkllb.State, error) {
 		return unpacked, nil
 	}
 	// The agent as init: only the binary, moved to /sbin/init as osbuilder does.
-	return st.File(bkllb.Copy(unpacked, AgentPath, dest, &bkllb.CopyInfo{
+	return squash(st.File(bkllb.Copy(unpacked, AgentPath, dest, &bkllb.CopyInfo{
 		Mode: &bkllb.ChmodOpt{Mode: 0o755}, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
-	}), bkllb.WithCustomName("agent: "+AgentPath+" from the tarball as "+dest), pg), nil
+	}), bkllb.WithCustomName("agent: "+AgentPath+" from the tarball as "+dest), pg), "agent", pg), nil
 }
 
 func chown(uid, gid int) *bkllb.ChownOpt {
@@ -146,8 +137,7 @@ func chown(uid, gid int) *bkllb.ChownOpt {
 }
 
 // glue is the Kata glue layer: systemd units and links, tmp.mount, /var/tmp,
-// an empty resolv.conf, osbuilder.yaml, and over a base the chrony edits and
-// the slim deletions, each kept as a diff of the base.
+// an empty resolv.conf, osbuilder.yaml.
 func (l *layers) glue() bkllb.State {
 	group := bkllb.ProgressGroup("kata", "kata glue", false)
 	pg := l.at("agent", group)
@@ -171,15 +161,21 @@ func (l *layers) glue() bkllb.State {
 		fa = fa.Mkfile("/etc/hosts", 0o644, []byte(etcHosts), l.root(), l.created())
 	}
 	st := l.empty.File(fa, bkllb.WithCustomName("kata: units, links, resolv.conf, hosts, osbuilder.yaml"), pg)
-	if l.base == nil {
-		return st
-	}
-	parts := []bkllb.State{l.edit("kata: chrony to the PTP clock", chronyScript, pg)}
+	return squash(st, "kata glue", pg)
+}
+
+// edits is the layer of the changes to the base's own files, over a base only: chrony pointed
+// at the PTP clock and, with slim, the deletions; one script, so one layer (with the deletions'
+// whiteouts) that is the diff of the base.
+func (l *layers) edits() bkllb.State {
+	group := bkllb.ProgressGroup("kata", "kata glue", false)
+	script, name := chronyScript, "kata: chrony to the PTP clock"
+	pg := l.at("agent", group)
 	if l.m.Slim {
-		parts = append(parts, l.edit("kata: slim (units, docs, man pages, locales)", slimScript(), l.at("slim", group)))
+		script += "\n" + slimScript()
+		name += "; slim (units, docs, man pages, locales)"
 	}
-	parts = append(parts, st)
-	return bkllb.Merge(parts, bkllb.WithCustomName("kata: merge"), pg)
+	return l.edit(name, script, pg)
 }
 
 // edit runs a script over the base and keeps only what it changed.
@@ -237,7 +233,7 @@ func (l *layers) policy() (bkllb.State, error) {
 		st = st.File(bkllb.Mkfile(file, 0o644, l.in.BuiltinPolicy, l.root(), l.created()),
 			bkllb.WithCustomName("policy: built-in "+p.Builtin), pg)
 	} else {
-		src, sp := l.local("policy", p.File, false, pg)
+		src, sp := l.local("policy", p.File, pg)
 		st = st.File(bkllb.Copy(src, sp, file, &bkllb.CopyInfo{
 			Mode: &bkllb.ChmodOpt{Mode: 0o644}, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
 		}), bkllb.WithCustomName("policy: "+p.File), pg)
@@ -245,13 +241,13 @@ func (l *layers) policy() (bkllb.State, error) {
 	st = st.File(bkllb.Symlink(name+".rego", DefaultPolicy, l.root(), l.created()),
 		bkllb.WithCustomName("policy: default-policy.rego -> "+name+".rego"), pg)
 	if p.Engine != "opa-service" {
-		return st, nil
+		return squash(st, "policy", pg), nil
 	}
 	st = l.mkdirs(st, "policy: directories for OPA", pg, path.Dir(OPAPath))
 	var opa bkllb.State
 	var op string
 	if p.OPA.File != "" {
-		opa, op = l.local("opa", p.OPA.File, false, pg)
+		opa, op = l.local("opa", p.OPA.File, pg)
 	} else {
 		opa, op = fetchChecked(p.OPA.URL, string(p.OPA.Sha256), "opa", "opa", pg), "/opa"
 	}
@@ -260,13 +256,13 @@ func (l *layers) policy() (bkllb.State, error) {
 	}), bkllb.WithCustomName("policy: opa binary"), pg)
 	if !l.systemd() {
 		// The agent as init starts OPA itself.
-		return st, nil
+		return squash(st, "policy", pg), nil
 	}
-	return st.File(bkllb.Mkdir(UnitDir, 0o755, bkllb.WithParents(true), l.root(), l.created()).
+	return squash(st.File(bkllb.Mkdir(UnitDir, 0o755, bkllb.WithParents(true), l.root(), l.created()).
 		Mkdir(EtcUnitDir+"/kata-containers.target.wants", 0o755, bkllb.WithParents(true), l.root(), l.created()).
 		Mkfile(UnitDir+"/kata-opa.service", 0o644, []byte(opaService), l.root(), l.created()).
 		Symlink(UnitDir+"/kata-opa.service", EtcUnitDir+"/kata-containers.target.wants/kata-opa.service", l.root(), l.created()),
-		bkllb.WithCustomName("policy: kata-opa.service"), pg), nil
+		bkllb.WithCustomName("policy: kata-opa.service"), pg), "policy", pg), nil
 }
 
 // modules is the kernel modules layer: a local modules tree or a distro
@@ -274,7 +270,7 @@ func (l *layers) policy() (bkllb.State, error) {
 // tree and depmod's results join the rootfs.
 func (l *layers) modules() (bkllb.State, error) {
 	mod := l.m.Modules
-	pg := l.at("modules", bkllb.ProgressGroup("modules", "kernel modules", false))
+	pg := l.at("modules", modulesGroup)
 	var withTree bkllb.State
 	var release string
 	start := l.empty
@@ -287,46 +283,25 @@ func (l *layers) modules() (bkllb.State, error) {
 		if !validRelease(release) {
 			return bkllb.State{}, fmt.Errorf("modules.dir %q: the folder must be named after the kernel release (like 6.1.0-27-amd64)", mod.Dir)
 		}
-		src, _ := l.local("modules", mod.Dir, true, pg)
+		src, sp := l.local("modules", mod.Dir, pg)
 		start = l.mkdirs(start, "modules: "+ModulesDir, pg, ModulesDir)
-		withTree = start.File(bkllb.Copy(src, "/", ModulesDir+"/"+release, &bkllb.CopyInfo{
+		withTree = start.File(bkllb.Copy(src, sp, ModulesDir+"/"+release, &bkllb.CopyInfo{
 			CopyDirContentsOnly: true, CreateDestPath: true, ChownOpt: chown(0, 0), CreatedTime: &l.epoch,
 		}), bkllb.WithCustomName("modules: copy "+mod.Dir), pg)
 	default:
-		if l.base == nil || l.in.Lock == nil || l.in.Lock.Kernel == nil {
+		if l.in.Base == nil || l.in.Base.Kernel == nil {
 			return bkllb.State{}, fmt.Errorf("modules.package %q: needs a distro and a lock that pins the kernel (run rootfsc lock)", mod.Package)
 		}
-		k := l.in.Lock.Kernel
+		k := l.in.Base.Kernel
 		release = k.Release
 		if !validRelease(release) {
-			return bkllb.State{}, fmt.Errorf("lock: kernel %s: bad release %q", k.Name, release)
+			return bkllb.State{}, fmt.Errorf("lock: kernel package %s: bad release %q", mod.Package, release)
 		}
-		mirror, ok := l.in.Mirrors[k.Suite]
-		if !ok || mirror == "" {
-			return bkllb.State{}, fmt.Errorf("kernel %s: no mirror for suite %q", k.Name, k.Suite)
-		}
-		if !isSHA256(k.SHA256) || !valid(k.Name, "+.-") || k.Filename == "" || strings.HasPrefix(k.Filename, "/") || strings.Contains(k.Filename, "..") {
-			return bkllb.State{}, fmt.Errorf("lock: kernel %s: bad filename %q or sha256 %q", k.Name, k.Filename, k.SHA256)
-		}
-		const kernelDir = "/.rootfsc-kernel"
-		debFile := k.Name + ".deb"
-		deb := fetchChecked(strings.TrimSuffix(mirror, "/")+"/"+k.Filename, k.SHA256, debFile, k.Name+" "+k.Version, pg)
-		run := start.Run(
-			bkllb.Args([]string{HelperDir + "/rootfsc", "internal", "extract", "--root", "/",
-				"--only", "lib/modules/", "--only", "usr/lib/modules/", kernelDir + "/" + debFile}),
-			bkllb.AddMount(HelperDir, l.helper, bkllb.Readonly),
-			bkllb.AddMount(kernelDir, deb, bkllb.Readonly),
-			bkllb.Network(bkllb.NetModeNone),
-			bkllb.WithCustomName("modules: extract lib/modules of "+k.Name+" "+k.Version),
-			pg,
-		).Root()
-		// The mount points are not part of the rootfs.
-		withTree = run.File(bkllb.Rm(HelperDir, bkllb.WithAllowNotFound(true)).Rm(kernelDir, bkllb.WithAllowNotFound(true)),
-			bkllb.WithCustomName("modules: remove mount points"), pg)
+		withTree = k.Tree
 	}
 	if l.base == nil {
 		// No kmod without a distro: the tree goes in as it is.
-		return withTree, nil
+		return squash(withTree, "modules", pg), nil
 	}
 	dep := withTree.Run(
 		bkllb.Args([]string{"/sbin/depmod", "--all", "--basedir", "/", release}),
@@ -335,7 +310,7 @@ func (l *layers) modules() (bkllb.State, error) {
 		bkllb.WithCustomName("modules: depmod "+release),
 		pg,
 	).Root()
-	return bkllb.Diff(*l.base, dep, bkllb.WithCustomName("modules: "+release+" (diff)"), pg), nil
+	return squash(bkllb.Diff(*l.base, dep, bkllb.WithCustomName("modules: "+release+" (diff)"), pg), "modules", pg), nil
 }
 
 // validRelease accepts kernel release names: safe as a path element and a word.
@@ -384,7 +359,7 @@ func (l *layers) files() (bkllb.State, error) {
 				bkllb.WithCustomName("files: unpack "+path.Base(sp)+" at "+p), pg)
 		case f.Source != "":
 			// A file or a folder: its parent travels, limited to that name.
-			src, sp := l.local(name, f.Source, false, pg)
+			src, sp := l.local(name, f.Source, pg)
 			st = st.File(bkllb.Copy(src, sp, p, &bkllb.CopyInfo{Mode: mode, ChownOpt: own, CreatedTime: &l.epoch}),
 				bkllb.WithCustomName("files: "+f.Source+" as "+p), pg)
 		default:
@@ -397,9 +372,9 @@ func (l *layers) files() (bkllb.State, error) {
 		}
 	}
 	if l.base != nil {
-		return bkllb.Diff(*l.base, st, bkllb.WithCustomName("files: (diff)"), pg), nil
+		st = bkllb.Diff(*l.base, st, bkllb.WithCustomName("files: (diff)"), pg)
 	}
-	return st, nil
+	return squash(st, "files", pg), nil
 }
 
 // owner turns "uid:gid", "uid", "user:group" or "user" into a chown option;
@@ -439,68 +414,78 @@ func numericOwner(s string) bool {
 func fileMode(m int64) os.FileMode { return os.FileMode(m & 0o777) }
 
 // rootfs merges the base and the Kata layers, in the order later layers win:
-// base, modules, glue, policy, agent, files; then checks the result.
-func (l *layers) rootfs() (bkllb.State, error) {
+// base, modules, kata edits, glue, policy, agent, files; then checks the result.
+func (l *layers) rootfs() (*Result, error) {
+	res := &Result{}
 	var parts []bkllb.State
+	add := func(name string, st bkllb.State) {
+		parts = append(parts, st)
+		res.Layers = append(res.Layers, name)
+	}
 	if l.base != nil {
-		parts = append(parts, *l.base)
+		add("base", *l.base)
 	}
 	var agent *bkllb.State
 	if l.m.Modules != nil {
 		st, err := l.modules()
 		if err != nil {
-			return bkllb.State{}, err
+			return nil, err
 		}
-		parts = append(parts, st)
+		add("modules", st)
 	}
 	if l.m.Agent != nil {
-		parts = append(parts, l.glue())
+		if l.base != nil {
+			add("kata edits", l.edits())
+		}
+		add("kata glue", l.glue())
 	}
 	if l.m.Policy != nil {
 		st, err := l.policy()
 		if err != nil {
-			return bkllb.State{}, err
+			return nil, err
 		}
-		parts = append(parts, st)
+		add("policy", st)
 	}
 	if l.m.Agent != nil {
 		st, err := l.agent()
 		if err != nil {
-			return bkllb.State{}, err
+			return nil, err
 		}
 		agent = &st
-		parts = append(parts, st)
+		add("agent", st)
 	}
 	if len(l.m.Files) > 0 {
 		st, err := l.files()
 		if err != nil {
-			return bkllb.State{}, err
+			return nil, err
 		}
-		parts = append(parts, st)
+		add("files", st)
 	}
 	switch len(parts) {
 	case 0:
-		return bkllb.State{}, errors.New("nothing to build: no distro, agent, modules, policy or files")
+		return nil, errors.New("nothing to build: no distro, agent, modules, policy or files")
 	case 1:
-		if l.base != nil {
-			return *l.base, nil
-		}
+		res.Rootfs = parts[0]
+	default:
+		res.Rootfs = bkllb.Merge(parts, bkllb.WithCustomName(fmt.Sprintf("rootfs: merge %d layers", len(parts))))
 	}
-	merged := bkllb.Merge(parts, bkllb.WithCustomName(fmt.Sprintf("rootfs: merge %d layers", len(parts))))
-	return l.check(merged, agent), nil
+	run := l.check(res.Rootfs, agent)
+	res.Check = run.Root()
+	res.Checked = run.GetMount(CheckTarget)
+	return res, nil
 }
 
 // CheckTarget and CheckAgent are where the check step mounts the rootfs and
-// the agent layer; the check's /target is what is exported.
+// the agent layer.
 const (
 	CheckTarget = "/target"
 	CheckAgent  = "/.rootfsc-agent"
 )
 
 // check runs the helper's `internal check` over the merged rootfs, as
-// osbuilder's check_rootfs does before an image is made: the exported rootfs
-// is the check's (unchanged) mount, so a failed check fails the build.
-func (l *layers) check(merged bkllb.State, agent *bkllb.State) bkllb.State {
+// osbuilder's check_rootfs does before an image is made; the rootfs is mounted read-only, so
+// the check changes nothing, and the pipeline solves it before any export.
+func (l *layers) check(merged bkllb.State, agent *bkllb.State) bkllb.ExecState {
 	pg := l.at("agent", bkllb.ProgressGroup("check", "check rootfs", false))
 	args := []string{HelperDir + "/rootfsc", "internal", "check", "--root", CheckTarget}
 	opts := []bkllb.RunOption{
@@ -520,7 +505,7 @@ func (l *layers) check(merged bkllb.State, agent *bkllb.State) bkllb.State {
 		args = append(args, "--init", init, "--agent", CheckAgent+want)
 		opts = append(opts, bkllb.AddMount(CheckAgent, *agent, bkllb.Readonly))
 	}
-	opts = append(opts, bkllb.Args(args), bkllb.WithCustomName("check: "+strings.Join(args[2:], " ")))
-	run := bkllb.Scratch().Run(opts...)
-	return run.AddMount(CheckTarget, merged)
+	opts = append(opts, bkllb.Args(args), bkllb.WithCustomName("check: "+strings.Join(args[2:], " ")),
+		bkllb.AddMount(CheckTarget, merged))
+	return bkllb.Scratch().Run(opts...)
 }

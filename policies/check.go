@@ -17,8 +17,12 @@ import (
 // PackageName is the Rego package the agent queries.
 const PackageName = "agent_policy"
 
-// Opts configures [Check] and [Eval]. It is empty today.
-type Opts struct{}
+// Opts configures [Check] and [Eval].
+type Opts struct {
+	// ReadFile, when set, reads the policy files [Check] is given (by the names it prints in
+	// positions) instead of the disk: the build pipeline reads them from its build context.
+	ReadFile func(name string) ([]byte, error)
+}
 
 // CheckResult is what [Check] found in each file, in argument order.
 type CheckResult struct {
@@ -121,7 +125,15 @@ func Check(ctx context.Context, files []string, opts Opts) (*CheckResult, error)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		text, err := load(f)
+		var text string
+		var err error
+		if opts.ReadFile != nil {
+			var b []byte
+			b, err = opts.ReadFile(f)
+			text = string(b)
+		} else {
+			text, err = load(f)
+		}
 		if err != nil {
 			msgs = append(msgs, fmt.Sprintf("%s: %v", f, err))
 			continue

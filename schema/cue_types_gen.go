@@ -113,8 +113,14 @@ type File struct {
 type Output struct {
 	Type string `json:"type"`
 
-	// dest is a local path, or an image reference for type "image".
+	// dest is a path relative to the manifest's folder, or an image reference for type "image".
 	Dest string `json:"dest"`
+
+	// push sends an image output to its registry.
+	Push bool `json:"push,omitempty"`
+
+	// options are BuildKit exporter options (registry.insecure, oci-mediatypes, compression, …).
+	Options map[string]string `json:"options,omitempty"`
 
 	// fs is the file system of a disk image.
 	FS string `json:"fs,omitempty"`

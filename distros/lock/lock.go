@@ -134,14 +134,23 @@ func Read(path string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read lock: %w", err)
 	}
+	l, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("read lock %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Parse decodes a lock, rejecting unknown fields and versions.
+func Parse(b []byte) (*Lock, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var l Lock
 	if err := dec.Decode(&l); err != nil {
-		return nil, fmt.Errorf("read lock %s: %w", path, err)
+		return nil, err
 	}
 	if l.Version != CurrentVersion {
-		return nil, fmt.Errorf("read lock %s: unsupported version %d (want %d)", path, l.Version, CurrentVersion)
+		return nil, fmt.Errorf("unsupported version %d (want %d)", l.Version, CurrentVersion)
 	}
 	return &l, nil
 }

@@ -1,0 +1,279 @@
+package build
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	bkllb "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	commonexptypes "github.com/moby/buildkit/exporter/exptypes"
+	gwclient "github.com/moby/buildkit/frontend/gateway/client"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	rcue "github.com/rootfsc/rootfsc/cue"
+	rllb "github.com/rootfsc/rootfsc/llb"
+)
+
+// Version is rootfsc's version, recorded in osbuilder.yaml and the image labels; set at link
+// time (-ldflags "-X github.com/rootfsc/rootfsc/build.Version=…").
+var Version = "devel"
+
+// The frontend's options (buildctl --opt KEY=VALUE) and locals, by BuildKit's conventions.
+const (
+	// OptFilename is the manifest in the dockerfile local; default [DefaultFilename].
+	OptFilename = "filename"
+	// OptMirror is the Debian mirror when the manifest names none.
+	OptMirror = "mirror"
+	// OptEpoch is SOURCE_DATE_EPOCH for an overlay manifest (a lock has its own).
+	OptEpoch = "build-arg:SOURCE_DATE_EPOCH"
+	// OptLabelPrefix sets an image label: label:KEY=VALUE.
+	OptLabelPrefix = "label:"
+	// OptHelper "local" takes the in-build helper from the [LocalHelper] local instead of the
+	// frontend's own image (what the CLI's in-process build does).
+	OptHelper = "rootfsc-helper"
+
+	DefaultFilename = "rootfs.cue"
+	LocalManifest   = "dockerfile"
+	LocalContext    = "context"
+	LocalHelper     = "rootfsc-helper"
+)
+
+// Frontend is the one build function of every door: `rootfsc build` runs it in-process and
+// buildkitd runs it as the image frontend. It reads the manifest and its lock from the
+// dockerfile local and inputs from the context local, builds from the lock (a missing or stale
+// one fails), solves the rootfs check and returns the rootfs with its image config and epoch.
+func Frontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) {
+	opts := c.BuildOpts().Opts
+	name := opts[OptFilename]
+	if name == "" {
+		name = DefaultFilename
+	}
+	name = path.Clean(strings.TrimPrefix(name, "./"))
+	if !fs.ValidPath(name) || name == "." {
+		return nil, fmt.Errorf("filename %q: not a path inside the dockerfile local", opts[OptFilename])
+	}
+	mref, err := solveLocal(ctx, c, LocalManifest, []string{name, name + ".lock.json"})
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest: %w", err)
+	}
+	epoch, err := ParseEpoch(opts[OptEpoch])
+	if err != nil {
+		return nil, err
+	}
+	const dir = "/" + LocalManifest
+	src := Source{
+		Manifest: refFS{ctx, mref},
+		Name:     name,
+		Dir:      dir,
+		Context: func(ctx context.Context, paths []string) (fs.FS, error) {
+			ref, err := solveLocal(ctx, c, LocalContext, paths)
+			if err != nil {
+				return nil, fmt.Errorf("reading the build context: %w", err)
+			}
+			return refFS{ctx, ref}, nil
+		},
+	}
+	mirror := opts[OptMirror]
+	if mirror == "" {
+		mirror = os.Getenv("ROOTFSC_MIRROR")
+	}
+	plan, err := Prepare(ctx, src, Opts{Mirror: mirror, Locked: true, SourceDateEpoch: epoch})
+	if err != nil {
+		return nil, errors.New(strings.TrimRight(rcue.FormatError(err, dir), "\n"))
+	}
+	helper, err := helperState(c, opts[OptHelper])
+	if err != nil {
+		return nil, err
+	}
+	return plan.Solve(ctx, c, helper, labelOpts(opts))
+}
+
+// helperState is the in-build helper: the frontend's own image, whose /rootfsc is this binary,
+// or with "local" the helper local of an in-process build.
+func helperState(c gwclient.Client, mode string) (bkllb.State, error) {
+	if mode == "local" {
+		return bkllb.Local(LocalHelper,
+			bkllb.IncludePatterns([]string{"rootfsc"}),
+			bkllb.SharedKeyHint(LocalHelper),
+			// A fixed ID keeps the definition (and its cache keys) identical from run to run.
+			bkllb.LocalUniqueID("rootfsc:"+LocalHelper),
+			bkllb.WithCustomName("helper rootfsc"),
+		), nil
+	}
+	cf, ok := c.(interface{ CurrentFrontend() (*bkllb.State, error) })
+	if !ok {
+		return bkllb.State{}, errors.New("the in-build helper: this BuildKit gives the frontend no image of its own")
+	}
+	st, err := cf.CurrentFrontend()
+	if err != nil {
+		return bkllb.State{}, fmt.Errorf("the in-build helper: %w", err)
+	}
+	return *st, nil
+}
+
+func labelOpts(opts map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range opts {
+		if l, ok := strings.CutPrefix(k, OptLabelPrefix); ok && l != "" {
+			out[l] = v
+		}
+	}
+	return out
+}
+
+// solveLocal reads the files paths of a local through the gateway.
+func solveLocal(ctx context.Context, c gwclient.Client, name string, paths []string) (gwclient.Reference, error) {
+	st := bkllb.Local(name,
+		bkllb.IncludePatterns(cleanPaths(paths)),
+		bkllb.FollowPaths(cleanPaths(paths)),
+		bkllb.SessionID(c.BuildOpts().SessionID),
+		bkllb.SharedKeyHint(name),
+		bkllb.WithCustomName("load "+name+": "+strings.Join(paths, " ")),
+	)
+	def, err := st.Marshal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB()})
+	if err != nil {
+		return nil, err
+	}
+	return res.SingleRef()
+}
+
+// Lower lowers the plan: the family's base, then the Kata layers over it.
+func (p *Plan) Lower(ctx context.Context, helper bkllb.State) (*rllb.Result, error) {
+	src := p.sourceMap()
+	in := rllb.Input{
+		Manifest: p.Manifest.Manifest, Epoch: p.Epoch,
+		BuiltinPolicy: p.builtinPolicy, Source: src,
+	}
+	if p.Family != nil {
+		base, err := p.Family.Lower(p.Request, p.Lock, familyLowerOpts(src, p, helper))
+		if err != nil {
+			return nil, err
+		}
+		in.Base = base
+		in.DefaultPackages = p.Manifest.Release.DefaultPackages
+	}
+	return rllb.Lower(ctx, in, rllb.Opts{Helper: helper, Context: LocalContext, BuilderVersion: Version})
+}
+
+// Platform is the platform of the rootfs.
+func (p *Plan) Platform() ocispecs.Platform {
+	if p.Family != nil && p.Lock != nil {
+		return p.Family.Platform(p.Lock.Arch)
+	}
+	return ocispecs.Platform{OS: "linux", Architecture: p.Manifest.Manifest.Arch}
+}
+
+// Solve lowers the plan, solves the check and returns the rootfs as the result, with the image
+// config and the epoch the exporters use.
+func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State, labels map[string]string) (*gwclient.Result, error) {
+	lowered, err := p.Lower(ctx, helper)
+	if err != nil {
+		return nil, err
+	}
+	platform := p.Platform()
+	check, err := lowered.Check.Marshal(ctx, bkllb.Platform(platform))
+	if err != nil {
+		return nil, err
+	}
+	// The check first: a rootfs that fails it is never exported.
+	if _, err := c.Solve(ctx, gwclient.SolveRequest{Definition: check.ToPB(), Evaluate: true}); err != nil {
+		return nil, err
+	}
+	def, err := lowered.Rootfs.Marshal(ctx, bkllb.Platform(platform))
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB()})
+	if err != nil {
+		return nil, err
+	}
+	ref, err := r.SingleRef()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := json.Marshal(p.ImageConfig(labels))
+	if err != nil {
+		return nil, err
+	}
+	res := gwclient.NewResult()
+	res.SetRef(ref)
+	res.AddMeta(exptypes.ExporterImageConfigKey, cfg)
+	res.AddMeta(commonexptypes.ExporterEpochKey, []byte(strconv.FormatInt(p.Epoch, 10)))
+	return res, nil
+}
+
+// Label names of the image config.
+const (
+	LabelDistro       = "io.katacontainers.rootfs.distro"
+	LabelRelease      = "io.katacontainers.rootfs.release"
+	LabelAgentInit    = "io.katacontainers.rootfs.agent-init"
+	LabelPolicy       = "io.katacontainers.rootfs.policy"
+	LabelPolicyEngine = "io.katacontainers.rootfs.policy-engine"
+)
+
+// ImageConfig is the OCI image config of the rootfs: os/arch, created at the epoch, the
+// org.opencontainers.image.* annotations as labels and the Kata ones; labels given win.
+func (p *Plan) ImageConfig(labels map[string]string) ocispecs.Image {
+	m := p.Manifest.Manifest
+	created := time.Unix(p.Epoch, 0).UTC()
+	l := map[string]string{
+		ocispecs.AnnotationCreated: created.Format(time.RFC3339),
+		ocispecs.AnnotationTitle:   strings.TrimSuffix(path.Base(p.Manifest.Name), ".cue"),
+		ocispecs.AnnotationVersion: "rootfsc " + Version,
+	}
+	if p.Lock != nil {
+		// The lock's input digest names exactly what was pinned.
+		l[ocispecs.AnnotationRevision] = p.Lock.InputDigest
+		l[LabelDistro], l[LabelRelease] = m.Distro, m.Release
+	}
+	if m.Agent != nil {
+		l[LabelAgentInit] = m.Agent.Init
+		if m.Agent.Version != "" {
+			l[ocispecs.AnnotationVersion] = m.Agent.Version
+		}
+	}
+	if pol := m.Policy; pol != nil {
+		l[LabelPolicy] = pol.Builtin
+		if pol.File != "" {
+			l[LabelPolicy] = strings.TrimSuffix(path.Base(pol.File), ".rego")
+		}
+		l[LabelPolicyEngine] = pol.Engine
+	}
+	for k, v := range labels {
+		l[k] = v
+	}
+	init := "/sbin/init"
+	return ocispecs.Image{
+		Created:  &created,
+		Platform: p.Platform(),
+		Config: ocispecs.ImageConfig{
+			Labels: l,
+			Env:    []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+			Cmd:    []string{init},
+		},
+		RootFS: ocispecs.RootFS{Type: "layers"},
+	}
+}
+
+// LabelKeys lists labels in a stable order, for printing.
+func LabelKeys(l map[string]string) []string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

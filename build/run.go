@@ -1,0 +1,304 @@
+package build
+
+// The doors: Build (the CLI's build command, in-process through the engine), RunFrontend (the
+// image frontend inside buildkitd), FrontendImage (the image that frontend runs from) and
+// WriteDefinition (the LLB for buildctl).
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	bkllb "github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	commonexptypes "github.com/moby/buildkit/exporter/exptypes"
+	gwclient "github.com/moby/buildkit/frontend/gateway/client"
+	"github.com/moby/buildkit/frontend/gateway/grpcclient"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/rootfsc/rootfsc/engine"
+)
+
+// Request is one `rootfsc build`.
+type Request struct {
+	Source Source
+	Opts   Opts
+	// Outputs are the exports (none: the manifest's outputs, relative to its folder).
+	Outputs []engine.Output
+	// Engine says how to reach BuildKit, show progress and share a cache.
+	Engine engine.Opts
+	// Labels are added to the image config (label:KEY=VALUE of the frontend).
+	Labels map[string]string
+	// HelperDir is the folder of the static rootfsc binary that runs inside the build.
+	HelperDir string
+}
+
+// Result is what a build wrote.
+type Result struct {
+	Plan    *Plan
+	Outputs []engine.Output
+	Engine  *engine.Result
+}
+
+// Build prepares the manifest (lock, inputs, policy: before any daemon is reached), then runs
+// [Frontend] in-process with the manifest's folder as the dockerfile local and the build context
+// as the context local, exactly the inputs buildctl gives the image frontend, and exports every
+// output from that one solve.
+func Build(ctx context.Context, req Request) (*Result, error) {
+	p, err := Prepare(ctx, req.Source, req.Opts)
+	if err != nil {
+		return nil, err
+	}
+	outputs := req.Outputs
+	if len(outputs) == 0 {
+		for _, o := range p.Manifest.Manifest.Outputs {
+			dest := o.Dest
+			if o.Type != "image" && !filepath.IsAbs(dest) {
+				dest = filepath.Join(p.OutputDir(), dest)
+			}
+			attrs := map[string]string{}
+			for k, v := range o.Options {
+				attrs[k] = v
+			}
+			if o.Push {
+				attrs["push"] = "true"
+			}
+			outputs = append(outputs, engine.Output{Type: o.Type, Dest: dest, Attrs: attrs})
+		}
+	}
+	attrs := map[string]string{
+		OptFilename: req.Source.Name,
+		OptHelper:   "local",
+		OptMirror:   req.Opts.Mirror,
+	}
+	if req.Opts.SourceDateEpoch != nil {
+		attrs[OptEpoch] = strconv.FormatInt(*req.Opts.SourceDateEpoch, 10)
+	}
+	for k, v := range req.Labels {
+		attrs[OptLabelPrefix+k] = v
+	}
+	eo := req.Engine
+	eo.FrontendAttrs = attrs
+	eo.Epoch = p.Epoch
+	eo.LocalDirs = map[string]string{
+		LocalManifest: req.Source.Dir,
+		LocalContext:  req.Source.ContextDir,
+		LocalHelper:   req.HelperDir,
+	}
+	res, err := engine.Build(ctx, Frontend, outputs, eo)
+	if err != nil {
+		return nil, p.explain(err)
+	}
+	return &Result{Plan: p, Outputs: outputs, Engine: res}, nil
+}
+
+// explain turns BuildKit's "digest mismatch sha256:…" into an error that names the locked
+// package whose bytes did not match, since the digest alone means nothing to a user.
+func (p *Plan) explain(err error) error {
+	msg := err.Error()
+	lk := p.Lock
+	if lk == nil || !strings.Contains(msg, "digest mismatch") {
+		return err
+	}
+	if k := lk.Kernel; k != nil && strings.Contains(msg, "sha256:"+k.SHA256) {
+		return fmt.Errorf("kernel package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w", k.Name, k.Version, k.Filename, k.SHA256, err)
+	}
+	for _, pk := range lk.Packages {
+		if strings.Contains(msg, "sha256:"+pk.SHA256) {
+			return fmt.Errorf("package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w", pk.Name, pk.Version, pk.Filename, pk.SHA256, err)
+		}
+	}
+	return err
+}
+
+// RunFrontend serves [Frontend] to the buildkitd that started this process as an image frontend.
+func RunFrontend(ctx context.Context) error {
+	return grpcclient.RunFromEnvironment(ctx, Frontend)
+}
+
+// Definition is what `rootfsc llb` prints: the plan's rootfs behind its check, as one LLB
+// definition, with the locals buildctl must be given.
+type Definition struct {
+	Locals map[string]string // local name -> folder
+	Epoch  int64
+}
+
+// WriteDefinition lowers the plan with the helper as the rootfsc-helper local and writes the
+// marshalled definition to w.
+func WriteDefinition(ctx context.Context, p *Plan, w io.Writer) (*Definition, error) {
+	helper, err := helperState(nil, "local")
+	if err != nil {
+		return nil, err
+	}
+	lowered, err := p.Lower(ctx, helper)
+	if err != nil {
+		return nil, err
+	}
+	def, err := lowered.Checked.Marshal(ctx, bkllb.Platform(p.Platform()))
+	if err != nil {
+		return nil, err
+	}
+	if err := bkllb.WriteTo(def, w); err != nil {
+		return nil, err
+	}
+	d := &Definition{Locals: map[string]string{LocalHelper: "DIR_OF_STATIC_ROOTFSC"}, Epoch: p.Epoch}
+	if len(p.ContextPaths()) > 0 {
+		d.Locals[LocalContext] = p.source.ContextDir
+	}
+	return d, nil
+}
+
+// FrontendImageRequest is one `rootfsc frontend-image`.
+type FrontendImageRequest struct {
+	Outputs []engine.Output
+	Engine  engine.Opts
+	// HelperDir holds the static rootfsc binary the image carries.
+	HelperDir string
+	// Keyrings is a folder of distro keyrings to carry under /usr/share/keyrings ("" for none).
+	Keyrings []string
+	// Epoch is the image's time (default 0).
+	Epoch int64
+}
+
+// FrontendImage builds rootfsc's frontend image with BuildKit: the static binary at /rootfsc
+// (the entrypoint `rootfsc frontend`, and the in-build helper the frontend mounts from its own
+// image) and the distro keyrings, every time the epoch, so two builds give the same digest.
+func FrontendImage(ctx context.Context, req FrontendImageRequest) (*engine.Result, error) {
+	epoch := time.Unix(req.Epoch, 0).UTC()
+	dirs := map[string]string{LocalHelper: req.HelperDir}
+	fn := func(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) {
+		helper, _ := helperState(c, "local")
+		root := bkllb.WithUIDGID(0, 0)
+		fa := bkllb.Copy(helper, "/rootfsc", "/rootfsc", &bkllb.CopyInfo{
+			Mode: &bkllb.ChmodOpt{Mode: 0o755}, ChownOpt: &bkllb.ChownOpt{User: &bkllb.UserOpt{UID: 0}, Group: &bkllb.UserOpt{UID: 0}},
+			CreatedTime: &epoch,
+		})
+		for i, k := range req.Keyrings {
+			name := fmt.Sprintf("keyring%d", i)
+			src := bkllb.Local(name, bkllb.IncludePatterns([]string{filepath.Base(k)}), bkllb.SharedKeyHint(name),
+				bkllb.LocalUniqueID("rootfsc:"+name))
+			fa = fa.Mkdir("/usr/share/keyrings", 0o755, bkllb.WithParents(true), root, bkllb.WithCreatedTime(epoch)).
+				Copy(src, "/"+filepath.Base(k), "/usr/share/keyrings/"+filepath.Base(k), &bkllb.CopyInfo{
+					Mode: &bkllb.ChmodOpt{Mode: 0o644}, CreatedTime: &epoch,
+				})
+		}
+		st := bkllb.Scratch().File(fa, bkllb.WithCustomName("rootfsc frontend image"))
+		def, err := st.Marshal(ctx, bkllb.LinuxAmd64)
+		if err != nil {
+			return nil, err
+		}
+		r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB()})
+		if err != nil {
+			return nil, err
+		}
+		ref, err := r.SingleRef()
+		if err != nil {
+			return nil, err
+		}
+		img := ocispecs.Image{
+			Created:  &epoch,
+			Platform: ocispecs.Platform{OS: "linux", Architecture: "amd64"},
+			Config: ocispecs.ImageConfig{
+				Entrypoint: []string{"/rootfsc", "frontend"},
+				Labels: map[string]string{
+					"moby.buildkit.frontend.network.none": "true",
+					ocispecs.AnnotationTitle:              "rootfsc frontend",
+					ocispecs.AnnotationVersion:            Version,
+					ocispecs.AnnotationCreated:            epoch.Format(time.RFC3339),
+				},
+			},
+			RootFS: ocispecs.RootFS{Type: "layers"},
+		}
+		cfg, err := json.Marshal(img)
+		if err != nil {
+			return nil, err
+		}
+		res := gwclient.NewResult()
+		res.SetRef(ref)
+		res.AddMeta(exptypes.ExporterImageConfigKey, cfg)
+		res.AddMeta(commonexptypes.ExporterEpochKey, []byte(strconv.FormatInt(req.Epoch, 10)))
+		return res, nil
+	}
+	for i, k := range req.Keyrings {
+		dirs[fmt.Sprintf("keyring%d", i)] = filepath.Dir(k)
+	}
+	eo := req.Engine
+	eo.LocalDirs = dirs
+	return engine.Build(ctx, fn, req.Outputs, eo)
+}
+
+// ParseOutputs reads buildctl-style output specs: type=TYPE,dest=PATH[,KEY=VALUE…] (for type
+// image, name=REF and push=true as buildctl has them); other keys are exporter options.
+func ParseOutputs(specs []string) ([]engine.Output, error) {
+	var out []engine.Output
+	for _, s := range specs {
+		fields, err := csv.NewReader(strings.NewReader(s)).Read()
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", s, err)
+		}
+		o := engine.Output{Attrs: map[string]string{}}
+		for _, kv := range fields {
+			k, v, ok := strings.Cut(kv, "=")
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("output %q: %q is not key=value", s, kv)
+			case k == "type":
+				o.Type = v
+			case k == "dest":
+				o.Dest = v
+			case k == "name" && o.Type == "image":
+				o.Dest = v
+			default:
+				o.Attrs[k] = v
+			}
+		}
+		if o.Type == "image" && o.Dest == "" {
+			o.Dest = o.Attrs["name"]
+			delete(o.Attrs, "name")
+		}
+		known := false
+		for _, t := range engine.OutputTypes {
+			known = known || t == o.Type
+		}
+		if !known {
+			return nil, fmt.Errorf("output %q: type must be one of %s", s, strings.Join(engine.OutputTypes, ", "))
+		}
+		if o.Dest == "" {
+			if o.Type == "image" {
+				return nil, fmt.Errorf("output %q: name is required", s)
+			}
+			return nil, fmt.Errorf("output %q: dest is required", s)
+		}
+		if o.Type != "image" {
+			if o.Dest, err = filepath.Abs(o.Dest); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// HelperDir is the folder holding this rootfsc executable, which runs inside the build as the
+// static helper.
+func HelperDir() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	exe, err = filepath.EvalSymlinks(exe)
+	if err != nil {
+		return "", err
+	}
+	if filepath.Base(exe) != "rootfsc" {
+		return "", fmt.Errorf("the build helper must be an executable named rootfsc (running %s)", exe)
+	}
+	return filepath.Dir(exe), nil
+}

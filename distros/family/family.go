@@ -1,0 +1,83 @@
+// Package family is the seam between rootfsc's pipeline and the Go code of one package family
+// (deb today; apk and rpm later): what a manifest asks of its distro, and what a family does with
+// it — the lock's input digest and stale reason, resolution into a lock, and the base layer's
+// lowering. The pipeline (package build) and the Kata layers name no family's concepts.
+package family
+
+import (
+	"context"
+	"net/http"
+
+	bkllb "github.com/moby/buildkit/client/llb"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/rootfsc/rootfsc/distros/lock"
+	"github.com/rootfsc/rootfsc/schema"
+)
+
+// HelperDir is where the in-build helper (the static rootfsc binary, at HelperDir+"/rootfsc") is
+// mounted in the exec ops that run it.
+const HelperDir = "/.rootfsc"
+
+// Request is what a manifest asks of its distro.
+type Request struct {
+	Distro, Release, Arch string
+	// Def is the release's definition from distros/<name>/distro.cue.
+	Def *schema.Release
+	// Packages are the release's default set followed by the manifest's packages.
+	Packages []string
+	// Kernel names a distro package whose kernel modules the guest gets ("" for none).
+	Kernel string
+	// Mirror is the archive's base URL: the manifest's, else --mirror, $ROOTFSC_MIRROR or the
+	// frontend's mirror option; "" lets the family use the host's configuration.
+	Mirror string
+}
+
+// ResolveOpts are the knobs of [Family.Resolve] that do not change its result.
+type ResolveOpts struct {
+	Client   *http.Client // default http.DefaultClient
+	CacheDir string       // verified indexes, keyed by hash; "" disables the cache
+	// Previous is the lock being replaced, if any: a family refuses an index older than the one
+	// it was made from unless AllowDowngrade.
+	Previous       *lock.Lock
+	AllowDowngrade bool
+}
+
+// LowerOpts are what [Family.Lower] needs besides the lock.
+type LowerOpts struct {
+	// Helper is the state holding the static rootfsc binary at /rootfsc: a local in-process,
+	// the frontend's own image in gateway mode.
+	Helper bkllb.State
+	// Base and Kernel are applied to every op of the base and of the kernel package's modules
+	// (progress group and source location).
+	Base, Kernel bkllb.ConstraintsOpt
+}
+
+// Base is the lowered distro.
+type Base struct {
+	State bkllb.State
+	// Kernel is set when the request names a kernel package.
+	Kernel *Kernel
+}
+
+// Kernel is the base with a kernel package's modules tree added under /usr/lib/modules/Release
+// (the package itself is not installed); the Kata modules layer runs depmod over it.
+type Kernel struct {
+	Tree    bkllb.State
+	Release string
+}
+
+// Family is one package family.
+type Family interface {
+	// InputDigest is the digest of the resolver inputs a lock is made from.
+	InputDigest(Request) string
+	// StaleReason says in words how a stale lock differs from the request ("" if nothing
+	// more specific than the digest).
+	StaleReason(Request, *lock.Lock) string
+	// Resolve computes the closure of the request from the distro's signed index.
+	Resolve(context.Context, Request, ResolveOpts) (*lock.Lock, error)
+	// Lower turns the locked packages into the base layer.
+	Lower(Request, *lock.Lock, LowerOpts) (*Base, error)
+	// Platform maps the family's architecture name to an OCI platform.
+	Platform(arch string) ocispecs.Platform
+}
