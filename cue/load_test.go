@@ -72,7 +72,7 @@ func TestLoad(t *testing.T) {
 			Policy:   &schema.Policy{Builtin: "allow-all", Engine: "opa-service", OPA: &schema.Binary{File: "bin/opa"}},
 			Files:    map[string]schema.File{"/etc/motd": {Content: "hello\n", Mode: 0o644}},
 			Slim:     true,
-			Outputs:  []schema.Output{{Type: "dir", Dest: "rootfs"}, {Type: "oci", Dest: "rootfs.oci.tar"}},
+			Outputs:  []schema.Output{{Type: "dir", Dest: "rootfs"}, {Type: "disk", Dest: "rootfs.img"}},
 		},
 		wantRelease: &schema.Release{
 			Suites:          []string{"trixie", "trixie-updates", "trixie-security"},
@@ -241,7 +241,7 @@ func TestDistroNames(t *testing.T) {
 	if diff := cmp.Diff(schemaNames, names); diff != "" {
 		t.Errorf("#DistroName and distros.List() differ (-schema +distros):\n%s", diff)
 	}
-	if diff := cmp.Diff([]distros.DistroInfo{{Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"}}}, distros.List()); diff != "" {
+	if diff := cmp.Diff([]distros.DistroInfo{{Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"}, Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}}}, distros.List()); diff != "" {
 		t.Errorf("distros.List() mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bkllb "github.com/moby/buildkit/client/llb"
+	gateway "github.com/moby/buildkit/frontend/gateway/client"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +38,7 @@ func TestSolveBadOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Solve(context.Background(), def, []Output{{Type: "oci", Dest: "x"}}, Opts{Addr: "unix:///nonexistent"})
+	_, err = solveDef(context.Background(), def, []Output{{Type: "floppy", Dest: "x"}}, Opts{Addr: "unix:///nonexistent"})
 	if err == nil || !strings.Contains(err.Error(), "unknown output type") {
 		t.Errorf("err = %v, want unknown output type", err)
 	}
@@ -153,7 +154,7 @@ func TestSolveEmbedded(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dirDest, "stale"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	res, err := Solve(ctx, def, []Output{{Type: "dir", Dest: dirDest}, {Type: "tar", Dest: tarDest}}, opts)
+	res, err := solveDef(ctx, def, []Output{{Type: "dir", Dest: dirDest}, {Type: "tar", Dest: tarDest}}, opts)
 	if err != nil {
 		t.Fatalf("Solve: %v\nprogress:\n%s", err, progress.String())
 	}
@@ -253,7 +254,7 @@ func TestSolveEmbedded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Solve(ctx, bad, []Output{{Type: "dir", Dest: dirDest}, {Type: "tar", Dest: tarDest}}, opts); err == nil {
+	if _, err := solveDef(ctx, bad, []Output{{Type: "dir", Dest: dirDest}, {Type: "tar", Dest: tarDest}}, opts); err == nil {
 		t.Fatal("Solve of a failing exec succeeded")
 	}
 	if got := stat(filepath.Join(dirDest, "made")); got != wantDir["made"] {
@@ -274,4 +275,11 @@ func TestSolveEmbedded(t *testing.T) {
 	if string(pid1) != string(pid2) {
 		t.Errorf("daemon restarted: pid %q -> %q", pid1, pid2)
 	}
+}
+
+// solveDef builds def through [Build], as a build function that solves it and returns its result.
+func solveDef(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Opts) (*Result, error) {
+	return Build(ctx, func(ctx context.Context, c gateway.Client) (*gateway.Result, error) {
+		return c.Solve(ctx, gateway.SolveRequest{Definition: def.ToPB(), Evaluate: true})
+	}, outputs, opts)
 }

@@ -172,6 +172,7 @@ func (l *layers) edits() bkllb.State {
 	script, name := chronyScript, "kata: chrony to the PTP clock"
 	pg := l.at("agent", group)
 	if l.m.Slim {
+		pg = l.at("slim", group)
 		script += "\n" + slimScript()
 		name += "; slim (units, docs, man pages, locales)"
 	}
@@ -483,8 +484,8 @@ const (
 )
 
 // check runs the helper's `internal check` over the merged rootfs, as
-// osbuilder's check_rootfs does before an image is made; the rootfs is mounted read-only, so
-// the check changes nothing, and the pipeline solves it before any export.
+// osbuilder's check_rootfs does before an image is made; the pipeline solves it before any
+// export (and `rootfsc llb` exports its /target mount, so a failed check fails that build).
 func (l *layers) check(merged bkllb.State, agent *bkllb.State) bkllb.ExecState {
 	pg := l.at("agent", bkllb.ProgressGroup("check", "check rootfs", false))
 	args := []string{HelperDir + "/rootfsc", "internal", "check", "--root", CheckTarget}

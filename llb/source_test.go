@@ -1,7 +1,6 @@
 package llb
 
 import (
-	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -22,7 +21,7 @@ func TestSourceLocations(t *testing.T) {
 			"slim":    {File: "m.cue", Line: 7, Col: 1},
 		},
 	}
-	res, err := Lower(context.Background(), in, Opts{BuilderVersion: "test"})
+	res, err := lowerTest(in, Opts{BuilderVersion: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +45,7 @@ func TestSourceLocations(t *testing.T) {
 
 	// Without a Source, no locations: the goldens stay free of them.
 	in.Source = nil
-	res, err = Lower(context.Background(), in, Opts{BuilderVersion: "test"})
+	res, err = lowerTest(in, Opts{BuilderVersion: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestCompiled(t *testing.T) {
 	if err := v.Decode(&m); err != nil {
 		t.Fatal(err)
 	}
-	if m.Arch != "amd64" || len(m.Outputs) != 1 || m.Outputs[0] != (Output{Type: "dir", Dest: "rootfs"}) {
+	if m.Arch != "amd64" || len(m.Outputs) != 1 || m.Outputs[0].Type != "dir" || m.Outputs[0].Dest != "rootfs" {
 		t.Errorf("defaults not applied: %+v", m)
 	}
 }

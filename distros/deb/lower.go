@@ -45,6 +45,12 @@ func (Family) Lower(r family.Request, lk *lock.Lock, opts family.LowerOpts) (*fa
 	if err != nil {
 		return nil, fmt.Errorf("lowering %s/%s: %w", lk.Distro, lk.Release, err)
 	}
+	if opts.Base == nil {
+		opts.Base = bkllb.ProgressGroup("base", "base "+lk.Distro+" "+lk.Release, false)
+	}
+	if opts.Kernel == nil {
+		opts.Kernel = bkllb.ProgressGroup("modules", "kernel modules", false)
+	}
 	pg := opts.Base
 	debDir := fetch(debs, pg)
 	st := extractEssential(debDir, opts.Helper, debs, pg)

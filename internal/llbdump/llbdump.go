@@ -112,10 +112,10 @@ func Dump(def *bkllb.Definition) (string, error) {
 					p("  rm %s input=%d output=%d allowNotFound=%t allowWildcard=%t", act.Rm.Path, a.Input, a.Output, act.Rm.AllowNotFound, act.Rm.AllowWildcard)
 				case *pb.FileAction_Mkdir:
 					m := act.Mkdir
-					p("  mkdir %s mode=%04o parents=%t owner=%s time=%s input=%d output=%d", m.Path, m.Mode, m.MakeParents, ownerString(m.Owner), stampString(m.Timestamp), a.Input, a.Output)
+					p("  mkdir %s mode=%04o parents=%t owner=%s time=%s input=%d output=%d", m.Path, m.Mode, m.MakeParents, ownerString(m.Owner), Stamp(m.Timestamp), a.Input, a.Output)
 				case *pb.FileAction_Mkfile:
 					m := act.Mkfile
-					p("  mkfile %s mode=%04o owner=%s time=%s size=%d input=%d output=%d", m.Path, m.Mode, ownerString(m.Owner), stampString(m.Timestamp), len(m.Data), a.Input, a.Output)
+					p("  mkfile %s mode=%04o owner=%s time=%s size=%d input=%d output=%d", m.Path, m.Mode, ownerString(m.Owner), Stamp(m.Timestamp), len(m.Data), a.Input, a.Output)
 					// The content in full: unit texts and osbuilder.yaml are what a reviewer reads.
 					if len(m.Data) > 0 {
 						for _, line := range strings.Split(strings.TrimSuffix(string(m.Data), "\n"), "\n") {
@@ -127,7 +127,7 @@ func Dump(def *bkllb.Definition) (string, error) {
 					}
 				case *pb.FileAction_Symlink:
 					s := act.Symlink
-					p("  symlink %s -> %s owner=%s time=%s input=%d output=%d", s.Newpath, s.Oldpath, ownerString(s.Owner), stampString(s.Timestamp), a.Input, a.Output)
+					p("  symlink %s -> %s owner=%s time=%s input=%d output=%d", s.Newpath, s.Oldpath, ownerString(s.Owner), Stamp(s.Timestamp), a.Input, a.Output)
 				case *pb.FileAction_Copy:
 					c := act.Copy
 					mode := "keep"
@@ -136,7 +136,7 @@ func Dump(def *bkllb.Definition) (string, error) {
 					} else if c.Mode >= 0 {
 						mode = fmt.Sprintf("%04o", c.Mode)
 					}
-					p("  copy %s -> %s mode=%s owner=%s time=%s input=%d src=%d output=%d", c.Src, c.Dest, mode, ownerString(c.Owner), stampString(c.Timestamp), a.Input, a.SecondaryInput, a.Output)
+					p("  copy %s -> %s mode=%s owner=%s time=%s input=%d src=%d output=%d", c.Src, c.Dest, mode, ownerString(c.Owner), Stamp(c.Timestamp), a.Input, a.SecondaryInput, a.Output)
 					p("    follow=%t contents=%t unpack=%t createDest=%t wildcard=%t replace=%t include=%q exclude=%q",
 						c.FollowSymlink, c.DirCopyContents, c.AttemptUnpackDockerCompatibility, c.CreateDestPath, c.AllowWildcard, c.AlwaysReplaceExistingDestPaths, c.IncludePatterns, c.ExcludePatterns)
 				default:
@@ -194,7 +194,8 @@ func ownerString(c *pb.ChownOpt) string {
 
 // stampString renders a file action's created time; -1 means the file keeps
 // its own (BuildKit's marshalling of a nil time).
-func stampString(ns int64) string {
+// Stamp renders a file action's created time; -1 (a nil time) means the file keeps its own.
+func Stamp(ns int64) string {
 	if ns == -1 {
 		return "keep"
 	}
