@@ -43,7 +43,7 @@ func testKernel() *lock.Kernel {
 
 // kataCase is one manifest of the golden tests and the folders it reads.
 type kataCase struct {
-	name   string
+	name     string
 	input    func() testIn
 	contexts map[string]string // local ops of the context: role -> included path
 }
