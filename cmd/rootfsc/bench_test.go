@@ -21,11 +21,12 @@ func BenchmarkAgentRebuild(b *testing.B) {
 		dir := b.TempDir()
 		agent := filepath.Join(dir, "kata-agent")
 		copyFile(b, filepath.Join(h.bin, "kata-agent-standin"), agent)
+		copyFile(b, filepath.Join(h.bin, "opa"), filepath.Join(dir, "opa"))
 		writeFile(b, filepath.Join(dir, "m.cue"), `distro:  "debian"
 release: "bookworm"
 agent: file: "kata-agent"
 modules: package: "linux-image-amd64"
-policy: {builtin: "allow-all", opa: file: "`+filepath.Join(h.bin, "opa")+`"}
+policy: {builtin: "allow-all", opa: file: "opa"}
 files: "/etc/motd": content: "benchmark\n"
 outputs: [{type: "tar", dest: "rootfs.tar"}]
 `)

@@ -28,7 +28,6 @@ func TestBoot(t *testing.T) {
 		t.Fatalf("%v (make test installs Debian's qemu-system-x86)", err)
 	}
 	kernel := debianKernel(t, h)
-	opa := filepath.Join(h.bin, "opa")
 
 	// The policy's answers as the stand-in prints them, after OPA got the default policy.
 	answers := []string{
@@ -44,7 +43,7 @@ func TestBoot(t *testing.T) {
 	t.Run("agent as init", func(t *testing.T) {
 		// The Kata layers alone (an overlay), the agent as /sbin/init starting OPA itself.
 		console := bootInitrd(t, h, qemu, kernel, `agent: {file: "kata-agent", init: "agent"}
-policy: {builtin: "allow-all-except-exec-process", opa: file: "`+opa+`"}
+policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 `, "")
 		for _, want := range append([]string{
 			"PID 1 (agent-init mode)",
@@ -62,7 +61,7 @@ policy: {builtin: "allow-all-except-exec-process", opa: file: "`+opa+`"}
 		console := bootInitrd(t, h, qemu, kernel, `distro:  "debian"
 release: "bookworm"
 agent: file: "kata-agent"
-policy: {builtin: "allow-all-except-exec-process", opa: file: "`+opa+`"}
+policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 `, "systemd.unit=kata-containers.target")
 		for _, want := range append([]string{
 			"Started kata-opa.service",
@@ -77,12 +76,13 @@ policy: {builtin: "allow-all-except-exec-process", opa: file: "`+opa+`"}
 	})
 }
 
-// bootInitrd builds manifest (with the stand-in agent next to it) as an initrd, boots it under
+// bootInitrd builds manifest (with the stand-in agent and OPA next to it) as an initrd, boots it under
 // qemu with kernel and returns the serial console; the machine must power itself off.
 func bootInitrd(t *testing.T, h *harness, qemu, kernel, manifest, cmdline string) string {
 	t.Helper()
 	dir := t.TempDir()
 	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
+	copyFile(t, filepath.Join(h.bin, "opa"), filepath.Join(dir, "opa"))
 	writeFile(t, filepath.Join(dir, "m.cue"), manifest)
 	h.run(dir, true, "build", "--progress=plain", "-o", "type=initrd,dest=kata.initrd", "m.cue")
 

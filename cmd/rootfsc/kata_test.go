@@ -159,6 +159,7 @@ func TestKata(t *testing.T) {
 		dir := systemdDir
 		agent := filepath.Join(dir, "kata-agent")
 		copyFile(t, standin, agent)
+		copyFile(t, opa, filepath.Join(dir, "opa"))
 		writeFile(t, filepath.Join(dir, "etc-extra/hello.conf"), "hello\n")
 		writeFile(t, filepath.Join(dir, "etc-extra/sub/deep.conf"), "deep\n")
 		zst := filepath.Join(dir, "bundle.tar.zst")
@@ -169,7 +170,7 @@ func TestKata(t *testing.T) {
 release: "bookworm"
 agent: {file: "kata-agent", version: "3.2.0-standin"}
 modules: package: "linux-image-amd64"
-policy: {builtin: "allow-all", opa: file: "`+opa+`"}
+policy: {builtin: "allow-all", opa: file: "opa"}
 files: {
 	"/etc/motd": content: "Kata guest\n"
 	"/etc/chrony/extra.conf": {content: "# extra\n", mode: 0o640, owner: "_chrony:_chrony"}
