@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 GO ?= go
-APT_PKGS := runc mmdebstrap debian-archive-keyring xz-utils zstd ca-certificates qemu-system-x86
+APT_PKGS := runc mmdebstrap debian-archive-keyring xz-utils zstd ca-certificates qemu-system-x86 skopeo docker-registry cpio
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 
 .PHONY: all deps tools rootfs test test-short vet clean
@@ -18,7 +18,8 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# rootfsc is static (CGO off): the same binary runs inside the build as the extraction helper.
+# rootfsc is static (CGO off): the same binary runs inside the build as the extraction helper,
+# and is the whole of the frontend image (rootfsc frontend-image).
 $(BIN)/rootfsc: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/rootfsc/rootfsc/build.Version=$(VERSION)" -o $@ ./cmd/rootfsc
 
@@ -41,7 +42,7 @@ tools: $(BIN)/rootfsc $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/opa $(BIN)/kata-ag
 
 # The main job: build the example Debian rootfs into examples/rootfs with the embedded buildkitd.
 rootfs: deps tools
-	$(BIN)/rootfsc build examples/debian.cue
+	$(BIN)/rootfsc build --context . examples/debian.cue
 
 vet:
 	$(GO) vet ./...

@@ -57,7 +57,7 @@ func (l *layers) local(role, p string, pg bkllb.ConstraintsOpt) (bkllb.State, st
 // copy keeps owners, modes, xattrs, hard links and times. Only for states without deletions.
 func squash(st bkllb.State, name string, pg bkllb.ConstraintsOpt) bkllb.State {
 	return bkllb.Scratch().File(bkllb.Copy(st, "/", "/", &bkllb.CopyInfo{CopyDirContentsOnly: true}),
-		bkllb.WithCustomName(name+" (one layer)"), pg)
+		bkllb.WithCustomName(name+": one layer"), pg)
 }
 
 // fetch returns an HTTP source checked against its sha256, saved as file.
@@ -161,7 +161,7 @@ func (l *layers) glue() bkllb.State {
 		fa = fa.Mkfile("/etc/hosts", 0o644, []byte(etcHosts), l.root(), l.created())
 	}
 	st := l.empty.File(fa, bkllb.WithCustomName("kata: units, links, resolv.conf, hosts, osbuilder.yaml"), pg)
-	return squash(st, "kata glue", pg)
+	return squash(st, "kata", pg)
 }
 
 // edits is the layer of the changes to the base's own files, over a base only: chrony pointed

@@ -406,7 +406,7 @@ func TestLowerKataCheckStep(t *testing.T) {
 				t.Fatalf("check: %s mount %v, want a read-only mount", CheckAgent, agent)
 			}
 			agentDigest := digest.Digest(op.Inputs[agent.Input].Digest)
-			if name := g.name(agentDigest); name != "agent (one layer)" {
+			if name := g.name(agentDigest); name != "agent: one layer" {
 				t.Errorf("check: %s is %q, want the agent layer", CheckAgent, name)
 			}
 			merged := false
