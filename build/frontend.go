@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -266,14 +265,4 @@ func (p *Plan) ImageConfig(labels map[string]string) ocispecs.Image {
 		},
 		RootFS: ocispecs.RootFS{Type: "layers"},
 	}
-}
-
-// LabelKeys lists labels in a stable order, for printing.
-func LabelKeys(l map[string]string) []string {
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
