@@ -22,7 +22,7 @@ func TestConnectBadAddr(t *testing.T) {
 	addr := "unix://" + sock
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, Opts{Addr: addr})
+	c, err := Connect(ctx, ConnectOpts{Addr: addr})
 	if err == nil {
 		c.Close()
 		t.Fatal("Connect to a dead socket succeeded")
@@ -46,7 +46,7 @@ func TestSolveBadOutput(t *testing.T) {
 func TestConnectNoBuildkitd(t *testing.T) {
 	t.Setenv("BUILDKIT_HOST", "")
 	t.Setenv("PATH", t.TempDir())
-	_, err := Connect(context.Background(), Opts{StateDir: t.TempDir()})
+	_, err := Connect(context.Background(), ConnectOpts{StateDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "buildkitd not found") {
 		t.Errorf("err = %v, want buildkitd not found", err)
 	}
@@ -265,7 +265,7 @@ func TestSolveEmbedded(t *testing.T) {
 
 	// A second Connect reuses the running daemon.
 	pid1, _ := os.ReadFile(filepath.Join(state, "buildkitd.pid"))
-	c, err := Connect(ctx, Opts{StateDir: state})
+	c, err := Connect(ctx, ConnectOpts{StateDir: state})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Op
 		mounts[name] = fs
 	}
 
-	c, err := Connect(ctx, opts)
+	c, err := Connect(ctx, opts.connectOpts())
 	if err != nil {
 		return nil, err
 	}
