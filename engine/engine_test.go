@@ -149,8 +149,11 @@ func TestSolveEmbedded(t *testing.T) {
 	out := t.TempDir()
 	dirDest := filepath.Join(out, "rootfs")
 	tarDest := filepath.Join(out, "rootfs.tar")
-	// A stale Dest is replaced.
+	// A previous output is replaced.
 	if err := os.MkdirAll(filepath.Join(dirDest, "stale"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mark(dirDest, markOutput); err != nil {
 		t.Fatal(err)
 	}
 	res, err := Solve(ctx, def, []Output{{Type: "dir", Dest: dirDest}, {Type: "tar", Dest: tarDest}}, opts)

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/moby/buildkit/client"
 	bkllb "github.com/moby/buildkit/client/llb"
@@ -33,6 +33,13 @@ type Opts struct {
 	// SourceDateEpoch, when set, is the modification time the exporter gives every file, so that
 	// two builds of one lock write the same bytes whatever the clock said during the build.
 	SourceDateEpoch *int64
+	// Force lets an output replace what rootfsc did not write (see [DestOpts]).
+	Force bool
+}
+
+// destOpts are the rules for the destination of an output of opts.
+func destOpts(opts Opts, dir bool) DestOpts {
+	return DestOpts{Dir: dir, Force: opts.Force, StateDir: opts.StateDir}
 }
 
 // Result carries the exporter response of the (last) solve.
@@ -57,6 +64,9 @@ func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Op
 		}
 		if o.Dest == "" {
 			return nil, fmt.Errorf("engine: %s output without a destination", o.Type)
+		}
+		if err := checkDest(o.Dest, destOpts(opts, o.Type == "dir")); err != nil {
+			return nil, fmt.Errorf("engine: %s output: %w", o.Type, err)
 		}
 	}
 	mode := progressui.DisplayMode(opts.Progress)
@@ -100,6 +110,9 @@ func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Op
 			resp, err = solveInitrd(ctx, c, def, o.Dest, mounts, opts)
 		default:
 			err = errors.New("unknown output type")
+		}
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil, fmt.Errorf("engine: %s output %s: no space left on its filesystem (ENOSPC), the previous output is untouched: %w", o.Type, o.Dest, err)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("engine: %s output %s: %w", o.Type, o.Dest, err)
@@ -177,55 +190,67 @@ func (f syncCloser) Close() error {
 	return f.File.Close()
 }
 
+// errWriter remembers the first write error, which BuildKit reports only as a broken stream.
+type errWriter struct {
+	io.WriteCloser
+	err error
+}
+
+func (w *errWriter) Write(p []byte) (int, error) {
+	n, err := w.WriteCloser.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
 func solveTar(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
-	parent, base := filepath.Dir(dest), filepath.Base(dest)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, err
-	}
-	var tmp *os.File
-	cleanup := func() {
-		if tmp != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}
-	resp, err := solveOne(ctx, c, def, []client.ExportEntry{{
-		Type:  client.ExporterTar,
-		Attrs: exportAttrs(opts),
-		Output: func(map[string]string) (io.WriteCloser, error) {
-			f, err := os.CreateTemp(parent, base+".tmp-*")
-			if err != nil {
-				return nil, err
-			}
-			tmp = f
-			return syncCloser{f}, nil
-		},
-	}}, mounts, opts)
+	resp, tmp, err := exportTar(ctx, c, def, dest, mounts, opts)
 	if err != nil {
-		cleanup()
 		return nil, err
 	}
-	if tmp == nil {
-		return nil, errors.New("tar exporter produced no output")
-	}
-	tmp.Close() // in case the exporter did not
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		cleanup()
-		return nil, err
-	}
-	if err := os.Rename(tmp.Name(), dest); err != nil {
-		cleanup()
+	if err := commitFile(tmp, dest, destOpts(opts, false)); err != nil {
+		tmp.Remove()
 		return nil, err
 	}
 	return resp, nil
 }
 
-// solveDir streams the tar exporter through a pipe into unpackDir, so
+// exportTar writes the tar exporter's stream into a temporary file of dest.
+func exportTar(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, *Temp, error) {
+	var tmp *Temp
+	var w *errWriter
+	resp, err := solveOne(ctx, c, def, []client.ExportEntry{{
+		Type:  client.ExporterTar,
+		Attrs: exportAttrs(opts),
+		Output: func(map[string]string) (io.WriteCloser, error) {
+			t, f, err := tempFile(dest)
+			if err != nil {
+				return nil, err
+			}
+			tmp, w = t, &errWriter{WriteCloser: syncCloser{f}}
+			return w, nil
+		},
+	}}, mounts, opts)
+	if err != nil {
+		tmp.Remove()
+		if w != nil && w.err != nil {
+			return nil, nil, fmt.Errorf("writing %s: %w", tmp.Path, w.err)
+		}
+		return nil, nil, err
+	}
+	if tmp == nil {
+		return nil, nil, errors.New("tar exporter produced no output")
+	}
+	return resp, tmp, nil
+}
+
+// solveDir streams the tar exporter through a pipe into unpackTemp, so
 // owners, devices and xattrs survive (the local exporter rewrites owners).
 func solveDir(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
 	var pw *io.PipeWriter
 	type unpackResult struct {
-		tmp string
+		tmp *Temp
 		err error
 	}
 	unpacked := make(chan unpackResult, 1)
@@ -254,7 +279,7 @@ func solveDir(ctx context.Context, c *client.Client, def *bkllb.Definition, dest
 		pw.CloseWithError(err)
 		u := <-unpacked
 		if u.err == nil {
-			os.RemoveAll(u.tmp)
+			u.tmp.Remove()
 			return nil, err
 		}
 		return nil, errors.Join(err, fmt.Errorf("unpacking: %w", u.err))
@@ -264,8 +289,8 @@ func solveDir(ctx context.Context, c *client.Client, def *bkllb.Definition, dest
 	if u.err != nil {
 		return nil, fmt.Errorf("unpacking: %w", u.err)
 	}
-	if err := replace(u.tmp, dest); err != nil {
-		os.RemoveAll(u.tmp)
+	if err := commitDir(u.tmp, dest, destOpts(opts, true)); err != nil {
+		u.tmp.Remove()
 		return nil, err
 	}
 	return resp, nil
@@ -286,20 +311,34 @@ func exportAttrs(opts Opts) map[string]string {
 	return map[string]string{"source-date-epoch": strconv.FormatInt(*opts.SourceDateEpoch, 10)}
 }
 
-// solveInitrd exports the rootfs as a tar next to dest, then converts it to a cpio initrd.
+// solveInitrd exports the rootfs as a temporary tar next to dest, then converts it to a cpio initrd.
 func solveInitrd(ctx context.Context, c *client.Client, def *bkllb.Definition, dest string, mounts map[string]fsutil.FS, opts Opts) (*client.SolveResponse, error) {
-	tarPath := dest + ".tmp-tar"
-	defer os.Remove(tarPath)
-	resp, err := solveTar(ctx, c, def, tarPath, mounts, opts)
+	resp, tarTmp, err := exportTar(ctx, c, def, dest, mounts, opts)
 	if err != nil {
 		return nil, err
 	}
+	defer tarTmp.Remove()
 	var epoch int64
 	if opts.SourceDateEpoch != nil {
 		epoch = *opts.SourceDateEpoch
 	}
-	if err := toInitrd(tarPath, dest, epoch); err != nil {
+	tmp, f, err := tempFile(dest)
+	if err != nil {
 		return nil, err
+	}
+	err = writeInitrd(tarTmp.Path, f, epoch)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = commitFile(tmp, dest, destOpts(opts, false))
+	}
+	if err != nil {
+		tmp.Remove()
+		return nil, fmt.Errorf("writing the initrd: %w", err)
 	}
 	return resp, nil
 }
