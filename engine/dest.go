@@ -174,7 +174,7 @@ func (t *Temp) release() {
 }
 
 // tempDir makes DEST.tmp-XXXX (0700, marked, locked) next to dest, with an empty tree root
-// inside it, after removing the stale temporaries of killed runs.
+// (0755) inside it, after removing the stale temporaries of killed runs.
 func tempDir(dest string) (*Temp, error) {
 	parent, base := filepath.Split(filepath.Clean(dest))
 	if parent == "" {
@@ -193,7 +193,13 @@ func tempDir(dest string) (*Temp, error) {
 		t.Remove()
 		return nil, err
 	}
-	if err := os.Mkdir(t.Path, 0o700); err != nil {
+	// The tree's root gets the stream's "./" entry when there is one; BuildKit's tar exporter
+	// writes none, so it starts as a rootfs's / is. The wrapper keeps it private meanwhile.
+	if err := os.Mkdir(t.Path, 0o755); err != nil {
+		t.Remove()
+		return nil, err
+	}
+	if err := os.Chmod(t.Path, 0o755); err != nil { // whatever the umask
 		t.Remove()
 		return nil, err
 	}

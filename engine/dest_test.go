@@ -159,6 +159,12 @@ func TestTempAndCommit(t *testing.T) {
 	if st.Mode&0o777 != 0o700 {
 		t.Errorf("temporary tree's wrapper mode = %o, want 700", st.Mode&0o777)
 	}
+	if err := unix.Lstat(tmp.Path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o777 != 0o755 {
+		t.Errorf("temporary tree's root mode = %o, want 755 (a rootfs's /)", st.Mode&0o777)
+	}
 	if err := os.WriteFile(filepath.Join(tmp.Path, "new"), []byte("new"), 0o644); err != nil {
 		t.Fatal(err)
 	}
