@@ -80,6 +80,7 @@ func Main() int {
 	}()
 	code := run(&env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
 	if s, ok := first.Load().(syscall.Signal); ok && code != 0 {
+		fmt.Fprintf(os.Stderr, "rootfsc: interrupted by %s\n", sigName(s))
 		return sigExit(s)
 	}
 	return code

@@ -27,7 +27,9 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/util/grpcerrors"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
 
 	// The connection helpers buildctl registers: docker-container://, kube-pod://, ssh://,
 	// nerdctl-container://, podman-container://.
@@ -553,6 +555,24 @@ func Prune(ctx context.Context, opts ConnectOpts, p PruneOpts) (*PruneResult, er
 		return nil, fmt.Errorf("pruning: %w", err)
 	}
 	return res, nil
+}
+
+// daemonLost explains an error that means the daemon went away during a build (killed,
+// crashed, its host rebooted): gRPC's "Unavailable … connection reset" does not say so.
+func daemonLost(err error, opts ConnectOpts) error {
+	if err == nil || grpcerrors.Code(err) != codes.Unavailable {
+		return err
+	}
+	addr := opts.Addr
+	if addr == "" {
+		addr = os.Getenv("BUILDKIT_HOST")
+	}
+	if addr != "" {
+		return fmt.Errorf("buildkitd at %s went away during the build: %w", addr, err)
+	}
+	dir := StateDir(opts.StateDir)
+	return fmt.Errorf("the embedded buildkitd went away during the build (its log: %s); the next build starts it again and reuses its cache: %w",
+		filepath.Join(dir, "buildkitd.log"), err)
 }
 
 // connectOpts is the part of opts that says which daemon to use (until Opts embeds ConnectOpts).

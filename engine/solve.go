@@ -115,7 +115,7 @@ func solve(ctx context.Context, def *bkllb.Definition, outputs []Output, opts Op
 			return nil, fmt.Errorf("engine: %s output %s: no space left on its filesystem (ENOSPC), the previous output is untouched: %w", o.Type, o.Dest, err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("engine: %s output %s: %w", o.Type, o.Dest, err)
+			return nil, fmt.Errorf("engine: %s output %s: %w", o.Type, o.Dest, daemonLost(err, opts.connectOpts()))
 		}
 		merge(res, resp)
 	}
