@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/client/connhelper"
 	"github.com/moby/buildkit/util/grpcerrors"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -96,15 +97,36 @@ func Connect(ctx context.Context, opts ConnectOpts) (*client.Client, error) {
 	if addr == "" {
 		return connectEmbedded(ctx, StateDir(opts.StateDir))
 	}
+	if err := checkScheme(addr); err != nil {
+		return nil, err
+	}
 	copts, err := tlsOpts(addr, opts)
 	if err != nil {
 		return nil, err
 	}
 	c, err := dial(ctx, addr, copts...)
 	if err != nil {
-		return nil, fmt.Errorf("buildkitd at %s is not answering: %w%s", addr, err, tlsHint(err, opts))
+		return nil, fmt.Errorf("buildkitd at %s is not answering: %w%s", addr, err, tlsHint(err, addr, opts))
 	}
 	return c, nil
+}
+
+// checkScheme refuses an address that neither gRPC nor a connection helper can dial: gRPC
+// would take "frob://x" for a host name and fail on its port.
+func checkScheme(addr string) error {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return fmt.Errorf("buildkitd address %q: %w", addr, err)
+	}
+	if u.Scheme == "unix" || u.Scheme == "tcp" {
+		return nil
+	}
+	if h, err := connhelper.GetConnectionHelper(addr); err != nil {
+		return fmt.Errorf("buildkitd address %q: %w", addr, err)
+	} else if h == nil {
+		return fmt.Errorf("buildkitd address %q: unknown scheme %q (want unix://, tcp://, docker-container://, kube-pod://, ssh://, nerdctl-container:// or podman-container://)", addr, u.Scheme)
+	}
+	return nil
 }
 
 // tlsOpts are the client options for opts' TLS files, as buildctl builds them: the server name
@@ -133,12 +155,12 @@ func tlsOpts(addr string, opts ConnectOpts) ([]client.ClientOpt, error) {
 
 // tlsHint names the flags a TLS failure most likely needs: gRPC's words for a refused
 // handshake mean little to someone who did not know the daemon wanted TLS.
-func tlsHint(err error, opts ConnectOpts) string {
+func tlsHint(err error, addr string, opts ConnectOpts) string {
 	msg := err.Error()
 	switch {
 	case strings.Contains(msg, "x509:"):
 		return " (check --tlscacert and --tlsservername against the daemon's certificate)"
-	case opts.TLSCACert == "" && (strings.Contains(msg, "server preface") || strings.Contains(msg, "connection closed")):
+	case opts.TLSCACert == "" && strings.HasPrefix(addr, "tcp://") && (strings.Contains(msg, "server preface") || strings.Contains(msg, "connection closed")):
 		return " (the daemon may require TLS: --tlscacert, --tlscert, --tlskey)"
 	case opts.TLSCACert != "" && opts.TLSCert == "":
 		// With TLS 1.3 the refusal of a missing client certificate arrives after the
@@ -183,7 +205,12 @@ func connectEmbedded(ctx context.Context, dir string) (*client.Client, error) {
 
 	// A daemon that holds its root's lock is alive however slowly it answers: wait for it.
 	if daemonRunning(dir) {
-		return waitAnswer(ctx, dir, nil)
+		c, err := waitAnswer(ctx, dir, nil)
+		if err != nil && ctx.Err() == nil {
+			pid, _ := findDaemon(dir)
+			return nil, fmt.Errorf("%w: a buildkitd (pid %d) holds %s but does not answer; `rootfsc daemon stop` stops it", err, pid, rootPath(dir))
+		}
+		return c, err
 	}
 	// Nothing runs here, so a socket left behind is stale.
 	os.Remove(socketPath(dir))

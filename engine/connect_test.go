@@ -403,3 +403,27 @@ func TestConnectTLS(t *testing.T) {
 		}
 	})
 }
+
+// The connection helpers are registered as in buildctl: each address runs its helper's
+// command (none of them is installed on PATH here), not gRPC's TCP dialer.
+func TestConnectHelpers(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	for addr, cmd := range map[string]string{
+		"docker-container://buildkitd": "docker",
+		"kube-pod://buildkitd-0":       "kubectl",
+		"ssh://user@127.0.0.1:1":       "ssh",
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := Connect(ctx, ConnectOpts{Addr: addr})
+		cancel()
+		want := `exec: \"` + cmd + `\": executable file not found in $PATH` // quoted again by gRPC
+		if err == nil || !strings.HasPrefix(err.Error(), "buildkitd at "+addr+" is not answering: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("Connect(%s) = %v, want the helper's %s", addr, err, want)
+		}
+	}
+	_, err := Connect(context.Background(), ConnectOpts{Addr: "frob://x"})
+	want := `buildkitd address "frob://x": unknown scheme "frob" (want unix://, tcp://, docker-container://, kube-pod://, ssh://, nerdctl-container:// or podman-container://)`
+	if err == nil || err.Error() != want {
+		t.Errorf("Connect(frob://x) = %v\nwant %s", err, want)
+	}
+}
