@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	bkllb "github.com/moby/buildkit/client/llb"
@@ -214,5 +215,35 @@ func TestTempAndCommit(t *testing.T) {
 	}
 	if _, ok := marked(tarDest); !ok {
 		t.Error("committed file is not marked")
+	}
+}
+
+// The initrd output goes through two temporaries (the exported tar, then the cpio); a rebuild
+// replaces the previous initrd and neither temporary is left.
+func TestSolveInitrdTemporaries(t *testing.T) {
+	needBuildkitd(t)
+	state := shortTemp(t)
+	t.Cleanup(func() { Stop(state) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	def, err := bkllb.Scratch().
+		File(bkllb.Mkdir("/sbin", 0o755)).
+		File(bkllb.Mkfile("/sbin/init", 0o755, []byte("#!/bin/sh\n"))).
+		Marshal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	dest := filepath.Join(out, "x.initrd")
+	for i := 0; i < 2; i++ {
+		if _, err := Solve(ctx, def, []Output{{Type: "initrd", Dest: dest}}, Opts{StateDir: state, Progress: "quiet"}); err != nil {
+			t.Fatalf("Solve %d: %v", i, err)
+		}
+		if diff := cmp.Diff([]string{"x.initrd"}, dirNames(t, out)); diff != "" {
+			t.Errorf("after build %d (-want +got):\n%s", i, diff)
+		}
+		if _, ok := marked(dest); !ok {
+			t.Errorf("the initrd is not marked")
+		}
 	}
 }
