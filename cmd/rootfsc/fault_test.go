@@ -11,9 +11,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -360,6 +362,9 @@ func TestFaultConcurrentStart(t *testing.T) {
 		if code := p.exit(time.Minute); code != 0 {
 			t.Errorf("prune: exit %d\n%s", code, p.out.String())
 		}
+		if !regexp.MustCompile(`(?m)^pruned \d+ cache records, .* reclaimed$`).MatchString(p.out.String()) {
+			t.Errorf("prune printed:\n%s", p.out.String())
+		}
 	}
 	daemons := 0
 	ents, _ := os.ReadDir("/proc")
@@ -372,7 +377,16 @@ func TestFaultConcurrentStart(t *testing.T) {
 	if daemons != 1 {
 		t.Errorf("%d buildkitd processes for %s, want 1", daemons, h.state)
 	}
-	daemonPid(t, h)
+	pid := daemonPid(t, h)
+
+	status := h.run("/", true, "daemon", "status")
+	if want := fmt.Sprintf("buildkitd: pid %d, answering; workers ", pid); !strings.Contains(status, want) {
+		t.Errorf("daemon status does not say %q:\n%s", want, status)
+	}
+	h.run("/", true, "daemon", "stop")
+	if status := h.run("/", true, "daemon", "status"); !strings.Contains(status, "buildkitd: not running\n") {
+		t.Errorf("daemon status after stop:\n%s", status)
+	}
 }
 
 // Destinations an output must not replace, whoever names them; nothing is touched.
