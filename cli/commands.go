@@ -169,27 +169,23 @@ func runLLB(e *env, args []string) error {
 // engineFlags are the flags of the commands that reach BuildKit, with buildctl's names.
 type engineFlags struct {
 	outputs, cacheTo, cacheFrom []string
-	progress, addr              string
-	tlsCA, tlsCert, tlsKey      string
-	tlsServerName               string
+	progress                    string
+	force                       bool
+	conn                        func() engine.ConnectOpts
 }
 
 func (f *engineFlags) add(fs *pflag.FlagSet, outputHelp string) {
 	fs.StringArrayVarP(&f.outputs, "output", "o", nil, outputHelp)
 	fs.StringVar(&f.progress, "progress", "auto", "progress output: auto, plain, tty, rawjson or quiet")
-	fs.StringVar(&f.addr, "addr", "", "buildkitd address (default $BUILDKIT_HOST, else the embedded daemon)")
-	fs.StringVar(&f.tlsCA, "tlscacert", "", "CA certificate for the buildkitd connection")
-	fs.StringVar(&f.tlsCert, "tlscert", "", "client certificate for the buildkitd connection")
-	fs.StringVar(&f.tlsKey, "tlskey", "", "client key for the buildkitd connection")
-	fs.StringVar(&f.tlsServerName, "tlsservername", "", "buildkitd server name for certificate validation")
+	fs.BoolVar(&f.force, "force", false, "let an output replace a folder or file rootfsc did not write (never /)")
+	f.conn = connectFlags(fs)
 	fs.StringArrayVar(&f.cacheTo, "cache-to", nil, "export the build cache, buildctl's syntax (type=local,dest=DIR,mode=max | type=registry,ref=REF | type=inline)")
 	fs.StringArrayVar(&f.cacheFrom, "cache-from", nil, "import a build cache, buildctl's syntax (type=local,src=DIR | type=registry,ref=REF)")
 }
 
 func (f *engineFlags) opts(e *env) engine.Opts {
 	return engine.Opts{
-		Addr: f.addr, Progress: f.progress, ProgressOut: e.stderr,
-		TLSCACert: f.tlsCA, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSServerName: f.tlsServerName,
+		ConnectOpts: f.conn(), Force: f.force, Progress: f.progress, ProgressOut: e.stderr,
 		CacheTo: f.cacheTo, CacheFrom: f.cacheFrom,
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/pflag"
@@ -48,16 +49,57 @@ func init() {
 		{"frontend-image", "frontend-image -o type=oci|docker,dest=FILE | -o type=image,name=REF[,push=true] [--addr URL]", "build rootfsc's frontend image with BuildKit", runFrontendImage},
 		{"policy", "policy check FILE... | policy eval --policy FILE --input INPUT.json REQUEST", "check agent policies; evaluate a request as OPA's REST API would", runPolicy},
 		{"distros", "distros", "list the distros and releases rootfsc knows", runDistros},
+		{"prune", "prune [--keep-storage MB] [--all] [--addr URL] [--tlscacert FILE --tlscert FILE --tlskey FILE]", "remove build cache from the daemon, as buildctl prune does", runPrune},
+		{"daemon", "daemon status|stop [--state-dir DIR]", "report on or stop the embedded buildkitd", runDaemon},
 		{"version", "version", "print rootfsc's version", runVersion},
 		{"help", "help", "list the commands", nil},
 	}
 }
 
 // Main runs rootfsc with os.Args and returns the exit code; it is the only place that prints an error.
+//
+// The first SIGINT or SIGTERM cancels the command, which then cleans up (temporary outputs
+// removed, the previous output kept) and exits 130 or 143; a second one exits at once with
+// its own code, for when the cleanup waits on something stuck (a frozen daemon).
 func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return run(&env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var first atomic.Value // the syscall.Signal that cancelled the command
+	go func() {
+		s, ok := <-sigs
+		if !ok {
+			return
+		}
+		first.Store(s.(syscall.Signal))
+		cancel(fmt.Errorf("interrupted by %s", sigName(s)))
+		s = <-sigs
+		fmt.Fprintf(os.Stderr, "rootfsc: %s again: exiting without cleaning up\n", sigName(s))
+		os.Exit(sigExit(s))
+	}()
+	code := run(&env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
+	if s, ok := first.Load().(syscall.Signal); ok && code != 0 {
+		fmt.Fprintf(os.Stderr, "rootfsc: interrupted by %s\n", sigName(s))
+		return sigExit(s)
+	}
+	return code
+}
+
+// sigExit is the shell's exit code for a process ended by s: 128 + its number.
+func sigExit(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
+}
+
+func sigName(s os.Signal) string {
+	if s == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "SIGINT"
 }
 
 func run(e *env, args []string) int {

@@ -23,7 +23,7 @@ func TestConnectBadAddr(t *testing.T) {
 	addr := "unix://" + sock
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, Opts{Addr: addr})
+	c, err := Connect(ctx, ConnectOpts{Addr: addr})
 	if err == nil {
 		c.Close()
 		t.Fatal("Connect to a dead socket succeeded")
@@ -38,7 +38,7 @@ func TestSolveBadOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = solveDef(context.Background(), def, []Output{{Type: "floppy", Dest: "x"}}, Opts{Addr: "unix:///nonexistent"})
+	_, err = solveDef(context.Background(), def, []Output{{Type: "floppy", Dest: "x"}}, Opts{ConnectOpts: ConnectOpts{Addr: "unix:///nonexistent"}})
 	if err == nil || !strings.Contains(err.Error(), "unknown output type") {
 		t.Errorf("err = %v, want unknown output type", err)
 	}
@@ -47,7 +47,7 @@ func TestSolveBadOutput(t *testing.T) {
 func TestConnectNoBuildkitd(t *testing.T) {
 	t.Setenv("BUILDKIT_HOST", "")
 	t.Setenv("PATH", t.TempDir())
-	_, err := Connect(context.Background(), Opts{StateDir: t.TempDir()})
+	_, err := Connect(context.Background(), ConnectOpts{StateDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "buildkitd not found") {
 		t.Errorf("err = %v, want buildkitd not found", err)
 	}
@@ -126,7 +126,7 @@ func TestSolveEmbedded(t *testing.T) {
 
 	var progress bytes.Buffer
 	opts := Opts{
-		StateDir:    state,
+		ConnectOpts: ConnectOpts{StateDir: state},
 		Progress:    "plain",
 		ProgressOut: &progress,
 		LocalDirs:   map[string]string{"helper": buildHelper(t)},
@@ -150,8 +150,11 @@ func TestSolveEmbedded(t *testing.T) {
 	out := t.TempDir()
 	dirDest := filepath.Join(out, "rootfs")
 	tarDest := filepath.Join(out, "rootfs.tar")
-	// A stale Dest is replaced.
+	// A previous output is replaced.
 	if err := os.MkdirAll(filepath.Join(dirDest, "stale"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := mark(dirDest, markOutput); err != nil {
 		t.Fatal(err)
 	}
 	res, err := solveDef(ctx, def, []Output{{Type: "dir", Dest: dirDest}, {Type: "tar", Dest: tarDest}}, opts)
@@ -266,7 +269,7 @@ func TestSolveEmbedded(t *testing.T) {
 
 	// A second Connect reuses the running daemon.
 	pid1, _ := os.ReadFile(filepath.Join(state, "buildkitd.pid"))
-	c, err := Connect(ctx, Opts{StateDir: state})
+	c, err := Connect(ctx, ConnectOpts{StateDir: state})
 	if err != nil {
 		t.Fatal(err)
 	}

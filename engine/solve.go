@@ -7,8 +7,8 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/moby/buildkit/client"
@@ -37,12 +37,13 @@ var OutputTypes = []string{"dir", "tar", "initrd", "oci", "docker", "image"}
 
 // Opts configures [Build].
 type Opts struct {
-	Addr     string // "" -> BUILDKIT_HOST -> embedded daemon
-	StateDir string // default ROOTFSC_STATE_DIR or /var/lib/rootfsc ; socket = StateDir/buildkitd.sock
-	// TLS for a tcp:// daemon, buildctl's --tlscacert, --tlscert, --tlskey, --tlsservername.
-	TLSCACert, TLSCert, TLSKey, TLSServerName string
-	Progress                                  string // auto|plain|tty|rawjson|quiet
-	ProgressOut                               io.Writer
+	// ConnectOpts says which daemon: Addr ("" -> BUILDKIT_HOST -> the embedded daemon of
+	// StateDir), with TLS for a tcp:// one.
+	ConnectOpts
+	// Force lets an output replace what rootfsc did not write (see [DestOpts]).
+	Force       bool
+	Progress    string // auto|plain|tty|rawjson|quiet
+	ProgressOut io.Writer
 	// LocalDirs maps the locals the build function reads to folders of this machine.
 	LocalDirs map[string]string
 	// FrontendAttrs are the build function's options (as buildctl's --opt).
@@ -73,10 +74,11 @@ func Build(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opt
 // pending is an output's file written during the solve, put in place after it.
 type pending struct {
 	out    Output
-	tmp    string       // temporary file or folder next to Dest
+	tmp    *Temp        // temporary file or folder next to Dest
 	commit func() error // puts tmp in place
 	wait   func() error // waits for a streamed unpack (dir)
 	abort  func(error)  // stops it
+	w      *errWriter   // the file the exporter writes, for the cause of a broken stream
 }
 
 func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opts) (*Result, error) {
@@ -86,6 +88,12 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		}
 		if o.Dest == "" {
 			return nil, fmt.Errorf("engine: %s output without a destination", o.Type)
+		}
+		if o.Type == "image" {
+			continue
+		}
+		if err := checkDest(o.Dest, destOpts(opts, o.Type == "dir")); err != nil {
+			return nil, fmt.Errorf("engine: %s output: %w", o.Type, err)
 		}
 	}
 	mode := progressui.DisplayMode(opts.Progress)
@@ -114,14 +122,12 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	var pend []*pending
 	defer func() {
 		for _, p := range pend {
-			if p.tmp != "" {
-				os.RemoveAll(p.tmp)
-			}
+			p.tmp.Remove()
 		}
 	}()
 	var exports []client.ExportEntry
 	for _, o := range outputs {
-		e, p, err := exportFor(o, opts.Epoch)
+		e, p, err := exportFor(o, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +135,7 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		pend = append(pend, p)
 	}
 
-	c, err := Connect(ctx, opts)
+	c, err := Connect(ctx, opts.ConnectOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +163,13 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		}
 	}
 	if err != nil {
-		return nil, err
+		for _, p := range pend {
+			if p.w != nil && p.w.err != nil {
+				err = fmt.Errorf("engine: %s output %s: writing %s: %w", p.out.Type, p.out.Dest, p.tmp.Path, p.w.err)
+				break
+			}
+		}
+		return nil, outputError(err, opts)
 	}
 	res := &Result{ExporterResponse: map[string]string{}}
 	if resp != nil {
@@ -166,9 +178,8 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	for _, p := range pend {
 		if p.commit != nil {
 			if err := p.commit(); err != nil {
-				return nil, fmt.Errorf("engine: %s output %s: %w", p.out.Type, p.out.Dest, err)
+				return nil, outputError(fmt.Errorf("engine: %s output %s: %w", p.out.Type, p.out.Dest, err), opts)
 			}
-			p.tmp = ""
 		}
 	}
 	for _, o := range outputs {
@@ -191,7 +202,7 @@ func contains(list []string, s string) bool {
 }
 
 // exportFor is the exporter of one output and what to do with its file after the solve.
-func exportFor(o Output, epoch int64) (client.ExportEntry, *pending, error) {
+func exportFor(o Output, opts Opts) (client.ExportEntry, *pending, error) {
 	p := &pending{out: o}
 	attrs := maps.Clone(o.Attrs)
 	if attrs == nil {
@@ -207,30 +218,25 @@ func exportFor(o Output, epoch int64) (client.ExportEntry, *pending, error) {
 				attrs["name"] = "rootfsc/rootfs:latest"
 			}
 		}
-		dest := o.Dest
-		if o.Type == "initrd" {
-			dest = o.Dest + ".tar"
-		}
-		f, err := tempFile(dest)
+		t, f, err := tempFile(o.Dest)
 		if err != nil {
 			return client.ExportEntry{}, nil, err
 		}
-		p.tmp = f.Name()
+		p.tmp, p.w = t, &errWriter{WriteCloser: syncCloser{f}}
 		e := client.ExportEntry{Type: typ, Attrs: attrs, Output: func(map[string]string) (io.WriteCloser, error) {
-			return syncCloser{f}, nil
+			return p.w, nil
 		}}
 		p.commit = func() error {
 			if o.Type == "initrd" {
-				defer os.Remove(f.Name())
-				return toInitrd(f.Name(), o.Dest, epoch)
+				return commitInitrd(t, o.Dest, opts)
 			}
-			return commitFile(f.Name(), o.Dest)
+			return commitFile(t, o.Dest, destOpts(opts, false))
 		}
 		return e, p, nil
 	case "dir":
 		pr, pw := io.Pipe()
 		type unpacked struct {
-			tmp string
+			tmp *Temp
 			err error
 		}
 		done := make(chan unpacked, 1)
@@ -258,7 +264,7 @@ func exportFor(o Output, epoch int64) (client.ExportEntry, *pending, error) {
 			}
 			return nil
 		}
-		p.commit = func() error { return replace(p.tmp, o.Dest) }
+		p.commit = func() error { return commitDir(p.tmp, o.Dest, destOpts(opts, true)) }
 		return e, p, nil
 	case "image":
 		imageAttrs(attrs)
@@ -266,6 +272,58 @@ func exportFor(o Output, epoch int64) (client.ExportEntry, *pending, error) {
 		return client.ExportEntry{Type: client.ExporterImage, Attrs: attrs}, p, nil
 	}
 	return client.ExportEntry{}, nil, fmt.Errorf("engine: unknown output type %q", o.Type)
+}
+
+// commitInitrd converts the exported tar in tarTmp into the initrd at dest, through a temporary
+// file of its own; every time in it is the tar's, the entries it adds carry opts.Epoch.
+func commitInitrd(tarTmp *Temp, dest string, opts Opts) error {
+	defer tarTmp.Remove()
+	tmp, f, err := tempFile(dest)
+	if err != nil {
+		return err
+	}
+	err = writeInitrd(tarTmp.Path, f, opts.Epoch)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = commitFile(tmp, dest, destOpts(opts, false))
+	}
+	if err != nil {
+		tmp.Remove()
+		return fmt.Errorf("writing the initrd: %w", err)
+	}
+	return nil
+}
+
+// destOpts are the rules for the destination of an output of opts.
+func destOpts(opts Opts, dir bool) DestOpts {
+	return DestOpts{Dir: dir, Force: opts.Force, StateDir: opts.StateDir}
+}
+
+// outputError names the two causes a user can act on: a full disk, and the embedded daemon gone.
+func outputError(err error, opts Opts) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("no space left on the output's filesystem (ENOSPC), the previous output is untouched: %w", err)
+	}
+	return daemonLost(err, opts.ConnectOpts)
+}
+
+// errWriter remembers the first write error, which BuildKit reports only as a broken stream.
+type errWriter struct {
+	io.WriteCloser
+	err error
+}
+
+func (w *errWriter) Write(p []byte) (int, error) {
+	n, err := w.WriteCloser.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // imageAttrs sets what makes an image reproducible: every file's time rewritten to the epoch the
@@ -337,21 +395,4 @@ func errOr(err, def error) error {
 		return err
 	}
 	return def
-}
-
-// tempFile is a new file next to dest, removed unless it is committed.
-func tempFile(dest string) (*os.File, error) {
-	parent, base := filepath.Dir(dest), filepath.Base(dest)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, err
-	}
-	return os.CreateTemp(parent, base+".tmp-*")
-}
-
-// commitFile puts a finished temporary file in place.
-func commitFile(tmp, dest string) error {
-	if err := os.Chmod(tmp, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dest)
 }

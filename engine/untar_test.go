@@ -3,6 +3,7 @@ package engine
 import (
 	"archive/tar"
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,6 +161,9 @@ func TestUntar(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dest, "old"), []byte("old"), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			if err := mark(dest, markOutput); err != nil {
+				t.Fatal(err)
+			}
 			err := unpackDir(bytes.NewReader(mkTar(t, tt.entries)), dest)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -198,6 +202,19 @@ func TestUntar(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unpackDir is the dir output's path from a tar stream to dest.
+func unpackDir(r io.Reader, dest string) error {
+	t, err := unpackTemp(r, dest)
+	if err != nil {
+		return err
+	}
+	if err := commitDir(t, dest, DestOpts{}); err != nil {
+		t.Remove()
+		return err
+	}
+	return nil
 }
 
 func dirNames(t *testing.T, dir string) []string {
