@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -151,25 +152,32 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 			AuthConfigProvider: authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(io.Discard)),
 		})},
 	}, opts)
+	// A failure on this side (a write or an unpack) is the cause of the broken stream BuildKit
+	// reports, so it is the one named.
+	var local error
 	for _, p := range pend {
-		if p.wait == nil {
-			continue
-		}
-		if err != nil {
-			p.abort(err)
-		}
-		if werr := p.wait(); werr != nil && err == nil {
-			err = fmt.Errorf("engine: %s output %s: %w", p.out.Type, p.out.Dest, werr)
-		}
-	}
-	if err != nil {
-		for _, p := range pend {
-			if p.w != nil && p.w.err != nil {
-				err = fmt.Errorf("engine: %s output %s: writing %s: %w", p.out.Type, p.out.Dest, p.tmp.Path, p.w.err)
-				break
+		if p.wait != nil {
+			if err != nil {
+				p.abort(err)
+			}
+			if werr := p.wait(); werr != nil && local == nil {
+				local = outputErr(p.out, werr)
 			}
 		}
-		return nil, outputError(err, opts)
+		if p.w != nil && p.w.err != nil && local == nil {
+			local = outputErr(p.out, fmt.Errorf("writing %s: %w", p.tmp.Path, p.w.err))
+		}
+	}
+	switch {
+	case local != nil && (err != nil || errors.Is(local, syscall.ENOSPC)):
+		return nil, local
+	case err != nil:
+		if lost := daemonLost(err, opts.ConnectOpts); lost != err {
+			return nil, fmt.Errorf("engine: %s: %w", outputNames(outputs), lost)
+		}
+		return nil, err
+	case local != nil:
+		return nil, local
 	}
 	res := &Result{ExporterResponse: map[string]string{}}
 	if resp != nil {
@@ -178,7 +186,7 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	for _, p := range pend {
 		if p.commit != nil {
 			if err := p.commit(); err != nil {
-				return nil, outputError(fmt.Errorf("engine: %s output %s: %w", p.out.Type, p.out.Dest, err), opts)
+				return nil, outputErr(p.out, err)
 			}
 		}
 	}
@@ -304,12 +312,35 @@ func destOpts(opts Opts, dir bool) DestOpts {
 	return DestOpts{Dir: dir, Force: opts.Force, StateDir: opts.StateDir}
 }
 
-// outputError names the two causes a user can act on: a full disk, and the embedded daemon gone.
-func outputError(err error, opts Opts) error {
+// outputErr is an error of one output, naming it; a full disk is said in words, since the
+// previous output is what a user wants to know about.
+func outputErr(o Output, err error) error {
 	if errors.Is(err, syscall.ENOSPC) {
-		return fmt.Errorf("no space left on the output's filesystem (ENOSPC), the previous output is untouched: %w", err)
+		return fmt.Errorf("engine: %s output %s: no space left on its filesystem (ENOSPC), the previous output is untouched: %w", o.Type, display(o.Dest), err)
 	}
-	return daemonLost(err, opts.ConnectOpts)
+	return fmt.Errorf("engine: %s output %s: %w", o.Type, display(o.Dest), err)
+}
+
+// outputNames lists the outputs of a failed build ("dir output out/rootfs, tar output r.tar").
+func outputNames(outputs []Output) string {
+	if len(outputs) == 0 {
+		return "build"
+	}
+	var names []string
+	for _, o := range outputs {
+		names = append(names, o.Type+" output "+display(o.Dest))
+	}
+	return strings.Join(names, ", ")
+}
+
+// display is a destination as a user typed it: relative to the working directory when under it.
+func display(dest string) string {
+	if cwd, err := os.Getwd(); err == nil && filepath.IsAbs(dest) {
+		if r, err := filepath.Rel(cwd, dest); err == nil && filepath.IsLocal(r) {
+			return r
+		}
+	}
+	return dest
 }
 
 // errWriter remembers the first write error, which BuildKit reports only as a broken stream.

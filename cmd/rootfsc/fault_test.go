@@ -203,7 +203,7 @@ func TestFaultSignals(t *testing.T) {
 	t.Run("SIGINT mid-build", func(t *testing.T) {
 		newBig(t, dir)
 		p := h.start(t, dir, "build", "--progress=plain", "-o", "type=dir,dest=out/rootfs", "-o", "type=tar,dest=out/rootfs.tar", "big.cue")
-		p.until("the transfer of big.bin", p.printed("transferring files0"))
+		p.until("the transfer of big.bin", p.printed("transferring context:"))
 		p.signal(syscall.SIGINT)
 		if code := p.exit(time.Minute); code != 130 {
 			t.Errorf("exit code %d, want 130", code)
@@ -255,7 +255,7 @@ func TestFaultSignals(t *testing.T) {
 	t.Run("second SIGINT forces the exit", func(t *testing.T) {
 		newBig(t, dir)
 		p := h.start(t, dir, "build", "--progress=plain", "-o", "type=dir,dest=out/rootfs", "big.cue")
-		p.until("the transfer of big.bin", p.printed("transferring files0"))
+		p.until("the transfer of big.bin", p.printed("transferring context:"))
 		pid := daemonPid(t, h)
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
@@ -288,7 +288,7 @@ func TestFaultDaemonKilled(t *testing.T) {
 
 	newBig(t, dir)
 	p := h.start(t, dir, "build", "--progress=plain", "-o", "type=dir,dest=out/rootfs", "big.cue")
-	p.until("the transfer of big.bin", p.printed("transferring files0"))
+	p.until("the transfer of big.bin", p.printed("transferring context:"))
 	pid := daemonPid(t, h)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

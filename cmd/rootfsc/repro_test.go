@@ -20,18 +20,21 @@ func TestReproducible(t *testing.T) {
 	bin := binDir(t)
 	dir := t.TempDir()
 	copyFile(t, filepath.Join(bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
+	copyFile(t, filepath.Join(bin, "opa"), filepath.Join(dir, "opa"))
 	writeFile(t, filepath.Join(dir, "m.cue"), `distro:  "debian"
 release: "bookworm"
 agent: file: "kata-agent"
 modules: package: "linux-image-amd64"
-policy: {builtin: "allow-all", opa: file: "`+filepath.Join(bin, "opa")+`"}
+policy: {builtin: "allow-all", opa: file: "opa"}
 files: "/etc/motd": content: "reproducible\n"
 `)
-	var tars []string
+	var tars, ocis []string
 	for i := 1; i <= 2; i++ {
 		h := newHarness(t) // a state directory of its own: a cold build
 		out := filepath.Join(dir, fmt.Sprintf("rootfs%d.tar", i))
-		h.run(dir, true, "build", "--progress=plain", "-o", "type=tar,dest="+out, "m.cue")
+		oci := filepath.Join(dir, fmt.Sprintf("rootfs%d.oci.tar", i))
+		h.run(dir, true, "build", "--progress=plain", "-o", "type=tar,dest="+out, "-o", "type=oci,dest="+oci, "m.cue")
+		ocis = append(ocis, oci)
 		// Stopped before the next daemon starts, so the two never share the CPU.
 		if err := engine.Stop(h.state); err != nil {
 			t.Log(err)
@@ -40,6 +43,10 @@ files: "/etc/motd": content: "reproducible\n"
 	}
 	if a, b := fileSum(t, tars[0]), fileSum(t, tars[1]); a != b {
 		t.Errorf("two cold builds differ: %s vs %s\n%s", a, b, tarDiff(t, tars[0], tars[1]))
+	}
+	// The image too: every layer, the config and the manifest.
+	if a, b := fileSum(t, ocis[0]), fileSum(t, ocis[1]); a != b {
+		t.Errorf("two cold builds' OCI archives differ: %s vs %s\n%s", a, b, tarDiff(t, ocis[0], ocis[1]))
 	}
 }
 
