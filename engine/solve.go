@@ -75,11 +75,11 @@ func Build(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opt
 // pending is an output's file written during the solve, put in place after it.
 type pending struct {
 	out    Output
-	tmp    *Temp        // temporary file or folder next to Dest
-	commit func() error // puts tmp in place
-	wait   func() error // waits for a streamed unpack (dir)
-	abort  func(error)  // stops it
-	w      *errWriter   // the file the exporter writes, for the cause of a broken stream
+	tmp    *Temp                      // temporary file or folder next to Dest
+	commit func() error               // puts tmp in place
+	wait   func(solveErr error) error // waits for a streamed unpack (dir)
+	abort  func(error)                // stops it
+	w      *errWriter                 // the file the exporter writes, for the cause of a broken stream
 }
 
 func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opts) (*Result, error) {
@@ -160,7 +160,7 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 			if err != nil {
 				p.abort(err)
 			}
-			if werr := p.wait(); werr != nil && local == nil {
+			if werr := p.wait(err); werr != nil && local == nil {
 				local = outputErr(p.out, werr)
 			}
 		}
@@ -260,8 +260,11 @@ func exportFor(o Output, opts Opts) (client.ExportEntry, *pending, error) {
 			return pw, nil
 		}}
 		p.abort = func(err error) { pw.CloseWithError(err) }
-		p.wait = func() error {
+		p.wait = func(solveErr error) error {
 			if !started {
+				if solveErr != nil {
+					return nil // the solve's error says why
+				}
 				return errors.New("the exporter wrote nothing")
 			}
 			pw.Close()
