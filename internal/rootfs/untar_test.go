@@ -265,10 +265,11 @@ func TestUntar(t *testing.T) {
 			"x":         {Type: "reg", Mode: 0o644, Body: "x", Xattr: "bar", Atime: at.Unix(), Mtime: sec, Nlink: 1},
 		},
 	}, {
-		name:     "refuse: a directory replaces a link at its path",
+		name:     "refuse: a directory replaces a link already in the root",
 		needRoot: true,
 		opts:     refuse,
-		entries:  []entry{sym("d", "/tmp"), dir("d/", 0o700), reg("d/f", 0o644, "f")},
+		before:   map[string]string{"d": "->/tmp"},
+		entries:  []entry{dir("d/", 0o700), reg("d/f", 0o644, "f")},
 		want: map[string]meta{
 			".":   rootDir,
 			"d":   {Type: "dir", Mode: 0o700, Mtime: sec},
