@@ -25,6 +25,13 @@ func Extract(ctx context.Context, debPath, root string) error {
 	return extract(ctx, debPath, root, nil)
 }
 
+// Bounds on what one package may lay down: above Debian's largest packages, far below what a
+// small compressed member could expand to.
+const (
+	maxDebEntries = 1 << 20
+	maxDebSize    = 16 << 30
+)
+
 // extract is [Extract] with a filter: when keep is not nil, only the entries it accepts (by cleaned
 // relative path, like "lib/modules/6.1.0-28-amd64") are laid down, with the directories above them.
 func extract(ctx context.Context, debPath, root string, keep func(rel string) bool) error {
@@ -33,40 +40,54 @@ func extract(ctx context.Context, debPath, root string, keep func(rel string) bo
 		return fmt.Errorf("extract: %w", err)
 	}
 	defer f.Close()
-	name, member, err := findData(bufio.NewReader(f))
-	if err != nil {
+	opts := rootfs.UntarOpts{
+		ParentLinks:   rootfs.Follow,
+		Keep:          keep,
+		Chown:         os.Geteuid() == 0,
+		RefuseDevices: true, // Debian packages have none; udev and the kernel make them
+		MaxEntries:    maxDebEntries,
+		MaxSize:       maxDebSize,
+	}
+	if err := extractData(ctx, f, root, opts); err != nil {
 		return fmt.Errorf("extract %s: %w", debPath, err)
 	}
-	var r io.Reader
+	return nil
+}
+
+// extractData lays the data.tar.* member of the .deb read from r into root.
+func extractData(ctx context.Context, r io.Reader, root string, opts rootfs.UntarOpts) error {
+	name, member, err := findData(bufio.NewReader(r))
+	if err != nil {
+		return err
+	}
+	var data io.Reader
 	switch name {
 	case "data.tar":
-		r = member
+		data = member
 	case "data.tar.xz":
-		if r, err = xz.NewReader(member); err != nil {
-			return fmt.Errorf("extract %s: %s: %w", debPath, name, err)
+		// The dictionary is the reader's (8 MiB, what xz -6 writes), not what the stream asks for.
+		if data, err = xz.NewReader(member); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	case "data.tar.gz":
 		gz, err := gzip.NewReader(member)
 		if err != nil {
-			return fmt.Errorf("extract %s: %s: %w", debPath, name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		defer gz.Close()
-		r = gz
+		data = gz
 	case "data.tar.zst":
-		zr, err := zstd.NewReader(member)
+		// A window above zstd's largest without --long is refused rather than allocated.
+		zr, err := zstd.NewReader(member, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27))
 		if err != nil {
-			return fmt.Errorf("extract %s: %s: %w", debPath, name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		defer zr.Close()
-		r = zr
+		data = zr
 	default:
-		return fmt.Errorf("extract %s: unsupported member %s", debPath, name)
+		return fmt.Errorf("unsupported member %s", name)
 	}
-	opts := rootfs.UntarOpts{ParentLinks: rootfs.Follow, Keep: keep, Chown: os.Geteuid() == 0}
-	if err := rootfs.Untar(ctx, r, root, opts); err != nil {
-		return fmt.Errorf("extract %s: %w", debPath, err)
-	}
-	return nil
+	return rootfs.Untar(ctx, data, root, opts)
 }
 
 // findData walks the ar archive and returns the data.tar member.

@@ -67,9 +67,9 @@ type UntarOpts struct {
 	AccessTimes bool
 	// RefuseDevices refuses character and block devices (a package has none); fifos pass.
 	RefuseDevices bool
-	// MaxEntries and MaxSize bound the number of entries and the sum of their sizes (sparse
-	// holes included, skipped entries too, since the reader still decompresses them); 0 means
-	// [DefaultMaxEntries] and [DefaultMaxSize].
+	// MaxEntries and MaxSize bound the number of entries and the bytes the reader decodes for
+	// them: headers, PAX records and data (sparse holes included, skipped entries too); 0 means
+	// [DefaultMaxEntries] and [DefaultMaxSize]. Both are checked on each header, before its data.
 	MaxEntries int
 	MaxSize    int64
 }
@@ -123,10 +123,11 @@ func Untar(ctx context.Context, r io.Reader, root string, opts UntarOpts) error 
 		if entries++; entries > maxEntries {
 			return fmt.Errorf("entry %s: more than %d entries in one archive", quote(h.Name), maxEntries)
 		}
-		if h.Size > maxSize-size {
-			return fmt.Errorf("entry %s: size %d passes the limit of %d bytes for one archive", quote(h.Name), h.Size, maxSize)
+		n := h.Size + headerSize(h)
+		if n > maxSize-size {
+			return fmt.Errorf("entry %s: the archive passes the limit of %d bytes", quote(h.Name), maxSize)
 		}
-		size += h.Size
+		size += n
 		if len(h.Name) > maxName {
 			return fmt.Errorf("entry %s: name longer than %d bytes", quote(h.Name), maxName)
 		}
@@ -170,6 +171,16 @@ func Untar(ctx context.Context, r io.Reader, root string, opts UntarOpts) error 
 		}
 	}
 	return u.finish()
+}
+
+// headerSize is about what the reader decoded for h besides its data: the header block and its
+// PAX records or GNU long names, which a stream can make up to a MiB each.
+func headerSize(h *tar.Header) int64 {
+	n := int64(512 + len(h.Name) + len(h.Linkname))
+	for k, v := range h.PAXRecords {
+		n += int64(len(k) + len(v))
+	}
+	return n
 }
 
 // quote quotes an entry name for an error, cut short when a hostile header made it huge.
