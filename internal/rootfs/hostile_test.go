@@ -207,9 +207,13 @@ func TestUntarCraftedArchives(t *testing.T) {
 		{"hard link out", refuse, nil, func(string) []entry { return []entry{link("x", tar.TypeLink, "../host/b")} },
 			fixed(`entry "x": hardlink to "../host/b" outside the root`)},
 		{"absolute hard link", follow, nil, func(host string) []entry { return []entry{link("x", tar.TypeLink, host+"/b")} },
-			func(host string) string { return fmt.Sprintf("entry \"x\": hardlink to %q outside the root", host+"/b") }},
+			func(host string) string {
+				return fmt.Sprintf("entry \"x\": hardlink to %q outside the root", host+"/b")
+			}},
 		{"hard link through a symlink out", refuse, nil,
-			func(host string) []entry { return []entry{link("s", tar.TypeSymlink, host), link("h", tar.TypeLink, "s/b")} },
+			func(host string) []entry {
+				return []entry{link("s", tar.TypeSymlink, host), link("h", tar.TypeLink, "s/b")}
+			},
 			fixed(`entry "h": hardlink to "s/b": parent "s" of "s/b" is not a directory`)},
 		{"file through a symlink out", refuse, nil,
 			func(host string) []entry { return []entry{link("s", tar.TypeSymlink, host), reg("s/x", "evil")} },
@@ -218,7 +222,9 @@ func TestUntarCraftedArchives(t *testing.T) {
 			func(string) []entry { return []entry{link("./s", tar.TypeSymlink, "../host"), reg("./s/x", "evil")} },
 			fixed(`entry "./s": symlink to "../host": target leaves the root`)},
 		{"symlink replaced by a directory", refuse, nil,
-			func(host string) []entry { return []entry{link("d", tar.TypeSymlink, host), dir("d/"), reg("d/x", "evil")} },
+			func(host string) []entry {
+				return []entry{link("d", tar.TypeSymlink, host), dir("d/"), reg("d/x", "evil")}
+			},
 			fixed(`entry "d/": duplicate of an earlier entry`)},
 		{"directory replaced by a symlink", follow, nil,
 			func(host string) []entry { return []entry{dir("d/"), link("d", tar.TypeSymlink, host)} },
