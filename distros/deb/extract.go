@@ -87,7 +87,21 @@ func extractData(ctx context.Context, r io.Reader, root string, opts rootfs.Unta
 	default:
 		return fmt.Errorf("unsupported member %s", name)
 	}
-	return rootfs.Untar(ctx, data, root, opts)
+	return rootfs.Untar(ctx, memberReader{data, name}, root, opts)
+}
+
+// memberReader names the member in its reader's errors: "data.tar.zst: window size exceeded".
+type memberReader struct {
+	r    io.Reader
+	name string
+}
+
+func (m memberReader) Read(b []byte) (int, error) {
+	n, err := m.r.Read(b)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: %w", m.name, err)
+	}
+	return n, err
 }
 
 // findData walks the ar archive and returns the data.tar member.
