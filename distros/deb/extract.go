@@ -19,8 +19,10 @@ import (
 
 // Extract unpacks the data.tar.* member of the .deb at debPath into root, preserving modes, owners,
 // symlinks, hardlinks and mtimes. Entries with absolute paths or "..", symlinks whose target would
-// leave root, and hardlinks to outside root are refused. Existing symlinks under root (such as the
-// merged-/usr links) are followed as if root were "/".
+// leave root, hardlinks to outside root, device nodes, a second entry for one path, a
+// non-directory over a directory, and more than 1M entries or 16 GiB are refused. Existing
+// symlinks under root (such as the merged-/usr links) are followed as if root were "/"; nothing
+// is written through a link, see [rootfs.Untar].
 func Extract(ctx context.Context, debPath, root string) error {
 	return extract(ctx, debPath, root, nil)
 }
