@@ -35,7 +35,9 @@ const (
 	// tree that is already there.
 	Follow ParentLinks = iota
 	// Refuse fails on a parent that is a link or not a directory: unpacking into an empty
-	// directory, such a parent can only come from a hostile stream.
+	// directory, such a parent can only come from a hostile stream. Something other than a
+	// directory already at an entry's own path is replaced; a directory is kept for a directory
+	// entry and refused for anything else.
 	Refuse
 )
 
