@@ -35,16 +35,21 @@ func Bootstrap(ctx context.Context, root string, debs []string, opts BootstrapOp
 		}
 		only = append(only, c)
 	}
+	// The tree is written through os.Root, which never leaves root, link or no link.
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	defer r.Close()
 	if opts.UsrMerge {
 		for _, d := range []string{"bin", "sbin", "lib", "lib64"} {
-			if err := os.MkdirAll(filepath.Join(root, "usr", d), 0o755); err != nil {
+			if err := r.MkdirAll(path.Join("usr", d), 0o755); err != nil {
 				return err
 			}
-			link := filepath.Join(root, d)
-			if _, err := os.Lstat(link); err == nil {
+			if _, err := r.Lstat(d); err == nil {
 				continue
 			}
-			if err := os.Symlink("usr/"+d, link); err != nil {
+			if err := r.Symlink("usr/"+d, d); err != nil {
 				return err
 			}
 		}
@@ -53,15 +58,15 @@ func Bootstrap(ctx context.Context, root string, debs []string, opts BootstrapOp
 		return extractOnly(ctx, root, debs, only)
 	}
 	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+		if err := r.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o777|os.ModeSticky); err != nil {
+	if err := r.Chmod("tmp", 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	for _, f := range []string{"var/lib/dpkg/status", "var/lib/dpkg/available"} {
-		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
+		if err := r.WriteFile(f, nil, 0o644); err != nil {
 			return err
 		}
 	}

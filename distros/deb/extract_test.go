@@ -24,6 +24,36 @@ var mtime = time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)
 // writeDeb writes a .deb whose data member, compressed as comp ("", "xz", "zst", "gz"), holds hdrs.
 func writeDeb(t *testing.T, comp string, hdrs []*tar.Header, bodies map[string]string) string {
 	t.Helper()
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	for _, h := range hdrs {
+		if h.ModTime.IsZero() {
+			h.ModTime = mtime
+		}
+		body := bodies[h.Name]
+		h.Size = int64(len(body))
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(tw, body)
+	}
+	tw.Close()
+	return writeDebFile(t, debBytes(t, comp, raw.Bytes()))
+}
+
+// writeDebFile writes deb to test_1_amd64.deb in a new directory and returns its path.
+func writeDebFile(t *testing.T, deb []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "test_1_amd64.deb")
+	if err := os.WriteFile(p, deb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// debBytes is a .deb whose data member is tarball compressed as comp ("", "xz", "zst", "gz").
+func debBytes(t testing.TB, comp string, tarball []byte) []byte {
+	t.Helper()
 	var data bytes.Buffer
 	var w io.WriteCloser
 	switch comp {
@@ -44,41 +74,38 @@ func writeDeb(t *testing.T, comp string, hdrs []*tar.Header, bodies map[string]s
 	case "gz":
 		w = gzip.NewWriter(&data)
 	}
-	tw := tar.NewWriter(w)
-	for _, h := range hdrs {
-		if h.ModTime.IsZero() {
-			h.ModTime = mtime
-		}
-		body := bodies[h.Name]
-		h.Size = int64(len(body))
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(tw, body)
+	w.Write(tarball)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
 	}
-	tw.Close()
-	w.Close()
 	name := "data.tar"
 	if comp != "" {
 		name += "." + comp
 	}
+	return arArchive(
+		arMember{"debian-binary", []byte("2.0\n")},
+		arMember{"control.tar.xz", []byte("x")}, // odd length: exercises padding
+		arMember{name, data.Bytes()},
+	)
+}
+
+type arMember struct {
+	name string
+	data []byte
+}
+
+// arArchive is the ar archive of members, in the common format dpkg-deb writes.
+func arArchive(members ...arMember) []byte {
 	var ar bytes.Buffer
 	ar.WriteString("!<arch>\n")
-	member := func(n string, b []byte) {
-		fmt.Fprintf(&ar, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", n, 0, 0, 0, "100644", len(b))
-		ar.Write(b)
-		if len(b)%2 == 1 {
+	for _, m := range members {
+		fmt.Fprintf(&ar, "%-16s%-12d%-6d%-6d%-8s%-10d`\n", m.name, 0, 0, 0, "100644", len(m.data))
+		ar.Write(m.data)
+		if len(m.data)%2 == 1 {
 			ar.WriteByte('\n')
 		}
 	}
-	member("debian-binary", []byte("2.0\n"))
-	member("control.tar.xz", []byte("x")) // odd length: exercises padding
-	member(name, data.Bytes())
-	p := filepath.Join(t.TempDir(), "test_1_amd64.deb")
-	if err := os.WriteFile(p, ar.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return ar.Bytes()
 }
 
 type nopCloser struct{ io.Writer }

@@ -1,15 +1,23 @@
 package rootfs
 
+// Untar writes nothing by path. The root is opened once; the directory above each entry is
+// opened from it one element at a time with openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), and the
+// entry is made, owned, moded, timed and given its xattrs relative to that descriptor, never
+// following a link at its own name. So a link a stream makes is never followed by the unpacker,
+// whatever order the entries come in: at worst an operation fails, it never lands outside root.
+
 import (
 	"archive/tar"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"os"
 	"path"
-	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,10 +35,21 @@ const (
 	// tree that is already there.
 	Follow ParentLinks = iota
 	// Refuse fails on a parent that is a link or not a directory: unpacking into an empty
-	// directory, such a parent can only come from a hostile stream. Whatever stands at an
-	// entry's own path is replaced, except a directory by a directory.
+	// directory, such a parent can only come from a hostile stream. Something other than a
+	// directory already at an entry's own path is replaced; a directory is kept for a directory
+	// entry and refused for anything else.
 	Refuse
 )
+
+// Limits [Untar] applies when [UntarOpts] leaves them zero: far above any root filesystem, yet
+// a bound on what a small compressed stream or a sparse entry can make the unpacker write.
+const (
+	DefaultMaxEntries = 1 << 20
+	DefaultMaxSize    = 256 << 30
+)
+
+// maxName bounds entry names and link targets: the kernel's PATH_MAX.
+const maxName = 4096
 
 // UntarOpts says how [Untar] lays entries down.
 type UntarOpts struct {
@@ -48,18 +67,42 @@ type UntarOpts struct {
 	RootEntry bool
 	// AccessTimes sets atimes from the archive where it carries them; otherwise atime is mtime.
 	AccessTimes bool
+	// RefuseDevices refuses character and block devices (a package has none); fifos pass.
+	RefuseDevices bool
+	// MaxEntries and MaxSize bound the number of entries and the bytes the reader decodes for
+	// them: headers, PAX records and data (sparse holes included, skipped entries too); 0 means
+	// [DefaultMaxEntries] and [DefaultMaxSize]. Both are checked on each header, before its data.
+	MaxEntries int
+	MaxSize    int64
 }
 
 // Untar lays the tar stream r into root, an existing directory, preserving modes (setuid, setgid
 // and sticky included), symlinks, hard links, device nodes, fifos and times. Entries named with
-// an absolute path or "..", and hard links to outside root, are refused. Directory modes and times
-// are set last, deepest first, so a read-only directory does not block its own contents and
-// filling a directory does not change its time.
+// an absolute path or "..", hard links to outside root, a second entry for a path, and a
+// non-directory over a directory are refused. Directory modes and times are set last, deepest
+// first, so a read-only directory does not block its own contents and filling a directory does
+// not change its time.
 func Untar(ctx context.Context, r io.Reader, root string, opts UntarOpts) error {
-	u := &untarrer{root: root, opts: opts}
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	u := &untarrer{
+		root:     os.NewFile(uintptr(fd), root),
+		rootPath: root,
+		opts:     opts,
+		seen:     map[string]bool{},
+		dirs:     map[string]*tar.Header{},
+	}
+	defer u.close()
+	maxEntries := cmp.Or(opts.MaxEntries, DefaultMaxEntries)
+	maxSize := cmp.Or(opts.MaxSize, DefaultMaxSize)
+	var entries int
+	var size int64
 	tr := tar.NewReader(r)
 	// Directories Keep passed over, by path: laid down only once a kept entry lies below them.
 	held := map[string]*tar.Header{}
+	prev := "" // the last entry read, to place an error in the next header
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -70,15 +113,37 @@ func Untar(ctx context.Context, r io.Reader, root string, opts UntarOpts) error 
 		}
 		// The name checks below refuse what the reader calls insecure, with a clearer message.
 		if err != nil && !(errors.Is(err, tar.ErrInsecurePath) && h != nil) {
-			return fmt.Errorf("reading tar: %w", err)
+			if prev == "" {
+				return fmt.Errorf("reading tar: %w", err)
+			}
+			return fmt.Errorf("reading tar after entry %s: %w", quote(prev), err)
 		}
+		prev = h.Name
 		if h.Typeflag == tar.TypeXGlobalHeader {
 			continue // defaults for later entries, which the reader does not apply either
+		}
+		if entries++; entries > maxEntries {
+			return fmt.Errorf("entry %s: more than %d entries in one archive", quote(h.Name), maxEntries)
+		}
+		n := h.Size + headerSize(h)
+		if n > maxSize-size {
+			return fmt.Errorf("entry %s: the archive passes the limit of %d bytes", quote(h.Name), maxSize)
+		}
+		size += n
+		if len(h.Name) > maxName {
+			return fmt.Errorf("entry %s: name longer than %d bytes", quote(h.Name), maxName)
+		}
+		if len(h.Linkname) > maxName {
+			return fmt.Errorf("entry %s: link target longer than %d bytes", quote(h.Name), maxName)
 		}
 		rel, err := Name(h.Name)
 		if err != nil {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
+		if u.seen[rel] {
+			return fmt.Errorf("entry %q: duplicate of an earlier entry", h.Name)
+		}
+		u.seen[rel] = true
 		if rel == "." {
 			if opts.RootEntry {
 				if err := u.rootEntry(h); err != nil {
@@ -107,16 +172,26 @@ func Untar(ctx context.Context, r io.Reader, root string, opts UntarOpts) error 
 			return fmt.Errorf("entry %q: %w", h.Name, err)
 		}
 	}
-	for i := len(u.dirs) - 1; i >= 0; i-- {
-		d := u.dirs[i]
-		if err := unix.Chmod(d.path, mode(d.hdr)); err != nil {
-			return fmt.Errorf("entry %q: %w", d.hdr.Name, err)
-		}
-		if err := u.setTimes(d.path, d.hdr); err != nil {
-			return fmt.Errorf("entry %q: %w", d.hdr.Name, err)
-		}
+	return u.finish()
+}
+
+// headerSize is about what the reader decoded for h besides its data: the header block and its
+// PAX records or GNU long names, which a stream can make up to a MiB each.
+func headerSize(h *tar.Header) int64 {
+	n := int64(512 + len(h.Name) + len(h.Linkname))
+	for k, v := range h.PAXRecords {
+		n += int64(len(k) + len(v))
 	}
-	return nil
+	return n
+}
+
+// quote quotes an entry name for an error, cut short when a hostile header made it huge.
+func quote(name string) string {
+	const max = 256
+	if len(name) <= max {
+		return fmt.Sprintf("%q", name)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", name[:max], len(name))
 }
 
 // Name validates a tar entry name and returns it cleaned and relative, "." for the root.
@@ -149,198 +224,409 @@ func ancestors(rel string) iter.Seq[string] {
 
 // untarrer holds what laying down one archive's entries accumulates.
 type untarrer struct {
-	root string
-	opts UntarOpts
-	dirs []dirMeta // modes and times applied after all entries
+	root     *os.File // O_PATH, the directory everything is opened from
+	rootPath string   // for Resolve, which only reads
+	opts     UntarOpts
+	seen     map[string]bool        // entry names laid down, to refuse a second entry for one
+	dirs     map[string]*tar.Header // by path below root: modes and times applied last
+	// The directory the last entry went into, kept open since entries come grouped by directory.
+	lastDir  string
+	lastFile *os.File
 }
 
-type dirMeta struct {
-	path string
-	hdr  *tar.Header
+func (u *untarrer) close() {
+	if u.lastFile != nil {
+		u.lastFile.Close()
+	}
+	u.root.Close()
 }
 
 // mode is the permission bits of h, setuid, setgid and sticky included.
 func mode(h *tar.Header) uint32 { return uint32(h.Mode) & 0o7777 }
 
+// How every directory is opened below root: no symlink at all, not even one inside root.
+const beneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+
+// openBeneath opens rel (relative to dirfd, no symlink on the way or at the end) with flags.
+func openBeneath(dirfd int, rel string, flags int) (int, error) {
+	how := unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC | unix.O_NOFOLLOW), Resolve: beneath}
+	for {
+		fd, err := unix.Openat2(dirfd, rel, &how)
+		if err != unix.EINTR && err != unix.EAGAIN {
+			return fd, err
+		}
+	}
+}
+
 func (u *untarrer) rootEntry(h *tar.Header) error {
 	if h.Typeflag != tar.TypeDir {
 		return fmt.Errorf("the root is a directory, not tar type %q", h.Typeflag)
 	}
-	if err := u.owner(u.root, h); err != nil {
+	rootfd := int(u.root.Fd())
+	if u.opts.Chown {
+		if err := unix.Fchownat(rootfd, "", h.Uid, h.Gid, unix.AT_EMPTY_PATH); err != nil {
+			return &os.PathError{Op: "chown", Path: ".", Err: err}
+		}
+	}
+	if err := u.dirXattrs(rootfd, ".", h); err != nil {
 		return err
 	}
-	if err := u.xattrs(u.root, h); err != nil {
-		return err
-	}
-	u.dirs = append(u.dirs, dirMeta{u.root, h})
+	u.dirs["."] = h
 	return nil
 }
 
-// parent returns the host path of the directory above rel, making missing directories when create
-// is set.
-func (u *untarrer) parent(rel string, create bool) (string, error) {
+// parent returns the directory above rel, open, and its path below root (links resolved when
+// following them), making missing directories. The file belongs to u.
+func (u *untarrer) parent(rel string) (*os.File, string, error) {
+	dir, err := u.parentPath(rel)
+	if err != nil {
+		return nil, "", err
+	}
+	if u.lastFile != nil && dir == u.lastDir {
+		return u.lastFile, dir, nil
+	}
+	f, err := u.openDir(dir, rel, true)
+	if err != nil {
+		return nil, "", err
+	}
+	if u.lastFile != nil {
+		u.lastFile.Close()
+	}
+	u.lastDir, u.lastFile = dir, f
+	return f, dir, nil
+}
+
+// parentPath is the path below root of the directory above rel, "." for root itself.
+func (u *untarrer) parentPath(rel string) (string, error) {
 	dir := path.Dir(rel)
-	if u.opts.ParentLinks == Follow {
-		p, err := Resolve(u.root, dir, true)
-		if err != nil {
-			return "", err
-		}
-		if create {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return "", err
+	if u.opts.ParentLinks == Refuse {
+		return dir, nil
+	}
+	// Resolve only reads (lstat, readlink); what it returns has no link left in it, and
+	// openDir refuses one should it find any.
+	resolved, err := walk(u.rootPath, dir, true, false)
+	if err != nil {
+		return "", err
+	}
+	return cmp.Or(strings.TrimPrefix(resolved, "/"), "."), nil
+}
+
+// openDir opens dir (below root) one element at a time, none of them a link, making missing
+// directories when create is set. rel is the entry it is for, in errors.
+func (u *untarrer) openDir(dir, rel string, create bool) (*os.File, error) {
+	cur, err := openBeneath(int(u.root.Fd()), ".", unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, &os.PathError{Op: "openat2", Path: ".", Err: err}
+	}
+	if dir != "." {
+		done := ""
+		for _, el := range strings.Split(dir, "/") {
+			done = path.Join(done, el)
+			fd, err := openBeneath(cur, el, unix.O_PATH|unix.O_DIRECTORY)
+			if err == unix.ENOENT && create {
+				if err = unix.Mkdirat(cur, el, 0o755); err == nil || err == unix.EEXIST {
+					fd, err = openBeneath(cur, el, unix.O_PATH|unix.O_DIRECTORY)
+				}
 			}
-		}
-		return p, nil
-	}
-	cur := u.root
-	if dir == "." {
-		return cur, nil
-	}
-	for _, el := range strings.Split(dir, "/") {
-		cur = filepath.Join(cur, el)
-		fi, err := os.Lstat(cur)
-		switch {
-		case errors.Is(err, os.ErrNotExist) && create:
-			if err := os.Mkdir(cur, 0o755); err != nil {
-				return "", err
+			unix.Close(cur)
+			switch {
+			case err == unix.ELOOP || err == unix.ENOTDIR:
+				return nil, fmt.Errorf("parent %q of %q is not a directory", el, rel)
+			case err != nil:
+				return nil, &os.PathError{Op: "openat2", Path: done, Err: err}
 			}
-		case errors.Is(err, os.ErrNotExist):
-			return filepath.Join(u.root, dir), nil // what is looked up there fails as missing
-		case err != nil:
-			return "", err
-		case !fi.IsDir():
-			return "", fmt.Errorf("parent %q of %q is not a directory", el, rel)
+			cur = fd
 		}
 	}
-	return cur, nil
+	return os.NewFile(uintptr(cur), dir), nil
+}
+
+// kind names a tar type the way an error about replacing something does.
+func kind(t byte) string {
+	switch t {
+	case tar.TypeDir:
+		return "directory"
+	case tar.TypeReg:
+		return "file"
+	case tar.TypeSymlink:
+		return "symlink"
+	case tar.TypeLink:
+		return "hard link"
+	case tar.TypeChar:
+		return "character device"
+	case tar.TypeBlock:
+		return "block device"
+	case tar.TypeFifo:
+		return "fifo"
+	}
+	return fmt.Sprintf("tar type %q", t)
 }
 
 // entry lays down one entry at rel (cleaned, relative to root), reading a regular file's body from body.
 func (u *untarrer) entry(rel string, h *tar.Header, body io.Reader) error {
-	parent, err := u.parent(rel, true)
-	if err != nil {
-		return err
-	}
-	target := filepath.Join(parent, path.Base(rel))
-	fi, err := os.Lstat(target)
-	exists := err == nil
-	switch {
-	case !exists:
-	case h.Typeflag != tar.TypeDir || u.opts.ParentLinks == Refuse && !fi.IsDir():
-		if err := os.RemoveAll(target); err != nil {
-			return err
-		}
-		exists = false
-	case fi.Mode()&os.ModeSymlink != 0:
-		// Following links, an existing one (merged /usr) stands for the directory; leave it.
-		return nil
-	}
 	switch h.Typeflag {
-	case tar.TypeDir:
-		if !exists {
-			if err := os.Mkdir(target, 0o700); err != nil {
-				return err
-			}
-		}
-	case tar.TypeReg:
-		out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(out, body)
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-	case tar.TypeSymlink:
-		if u.opts.ParentLinks == Follow && !path.IsAbs(h.Linkname) && !staysIn(path.Dir(rel), h.Linkname) {
-			return fmt.Errorf("symlink to %q: target leaves the root", h.Linkname)
-		}
-		if err := os.Symlink(h.Linkname, target); err != nil {
-			return err
-		}
-	case tar.TypeLink:
-		lrel, err := Name(h.Linkname)
-		if err != nil || lrel == "." {
-			return fmt.Errorf("hardlink to %q outside the root", h.Linkname)
-		}
-		dir, err := u.parent(lrel, false)
-		if err != nil {
-			return fmt.Errorf("hardlink to %q: %w", h.Linkname, err)
-		}
-		if err := os.Link(filepath.Join(dir, path.Base(lrel)), target); err != nil {
-			return err
-		}
-		return nil // metadata is shared with the link target
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		kind := uint32(unix.S_IFIFO)
-		switch h.Typeflag {
-		case tar.TypeChar:
-			kind = unix.S_IFCHR
-		case tar.TypeBlock:
-			kind = unix.S_IFBLK
-		}
-		dev := unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))
-		if err := unix.Mknod(target, kind|mode(h)&0o777, int(dev)); err != nil {
-			return err
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeFifo:
+	case tar.TypeChar, tar.TypeBlock:
+		if u.opts.RefuseDevices {
+			return fmt.Errorf("%s %d:%d not allowed in this archive", kind(h.Typeflag), h.Devmajor, h.Devminor)
 		}
 	default:
 		return fmt.Errorf("unsupported tar type %q", h.Typeflag)
 	}
-	if err := u.owner(target, h); err != nil {
+	if h.Typeflag == tar.TypeSymlink && u.opts.ParentLinks == Follow && !path.IsAbs(h.Linkname) && !staysIn(path.Dir(rel), h.Linkname) {
+		return fmt.Errorf("symlink to %q: target leaves the root", h.Linkname)
+	}
+	parent, dir, err := u.parent(rel)
+	if err != nil {
 		return err
+	}
+	pfd := int(parent.Fd())
+	name := path.Base(rel)
+	var st unix.Stat_t
+	switch err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); {
+	case err == unix.ENOENT:
+	case err != nil:
+		return &os.PathError{Op: "lstat", Path: rel, Err: err}
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		if h.Typeflag != tar.TypeDir {
+			// As dpkg does: what a directory holds is not thrown away for another kind of file.
+			return fmt.Errorf("a %s cannot replace the directory %q", kind(h.Typeflag), rel)
+		}
+	case st.Mode&unix.S_IFMT == unix.S_IFLNK && h.Typeflag == tar.TypeDir && u.opts.ParentLinks == Follow:
+		// Following links, an existing one (merged /usr) stands for the directory; leave it.
+		return nil
+	default:
+		if err := unix.Unlinkat(pfd, name, 0); err != nil {
+			return &os.PathError{Op: "unlink", Path: rel, Err: err}
+		}
 	}
 	switch h.Typeflag {
 	case tar.TypeDir:
-		if err := u.xattrs(target, h); err != nil {
+		if err := unix.Mkdirat(pfd, name, 0o700); err != nil && err != unix.EEXIST {
+			return &os.PathError{Op: "mkdir", Path: rel, Err: err}
+		}
+		if err := u.owner(pfd, name, h); err != nil {
 			return err
 		}
-		u.dirs = append(u.dirs, dirMeta{target, h})
-		return nil
-	case tar.TypeSymlink:
-	default:
-		if err := unix.Chmod(target, mode(h)); err != nil {
+		if err := u.dirXattrs(pfd, name, h); err != nil {
 			return err
+		}
+		u.dirs[path.Join(dir, name)] = h
+		return nil
+	case tar.TypeReg:
+		return u.file(pfd, name, rel, h, body)
+	case tar.TypeSymlink:
+		if err := unix.Symlinkat(h.Linkname, pfd, name); err != nil {
+			return &os.PathError{Op: "symlink", Path: rel, Err: err}
+		}
+	case tar.TypeLink:
+		return u.hardlink(pfd, name, rel, h)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		typ := uint32(unix.S_IFIFO)
+		switch h.Typeflag {
+		case tar.TypeChar:
+			typ = unix.S_IFCHR
+		case tar.TypeBlock:
+			typ = unix.S_IFBLK
+		}
+		dev := unix.Mkdev(uint32(h.Devmajor), uint32(h.Devminor))
+		if err := unix.Mknodat(pfd, name, typ|0o600, int(dev)); err != nil {
+			return &os.PathError{Op: "mknod", Path: rel, Err: err}
 		}
 	}
-	if err := u.xattrs(target, h); err != nil {
+	if err := u.owner(pfd, name, h); err != nil {
 		return err
 	}
-	return u.setTimes(target, h)
+	if h.Typeflag != tar.TypeSymlink {
+		if err := chmodAt(pfd, name, mode(h)); err != nil {
+			return &os.PathError{Op: "chmod", Path: rel, Err: err}
+		}
+	}
+	if err := u.xattrsAt(pfd, name, h); err != nil {
+		return err
+	}
+	return u.setTimes(pfd, name, h)
 }
 
-func (u *untarrer) owner(p string, h *tar.Header) error {
+// file writes a regular file's body into a new file name in the directory pfd.
+func (u *untarrer) file(pfd int, name, rel string, h *tar.Header, body io.Reader) error {
+	fd, err := unix.Openat(pfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: rel, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	if _, err := io.Copy(f, body); err != nil {
+		return err
+	}
+	if u.opts.Chown {
+		if err := unix.Fchown(fd, h.Uid, h.Gid); err != nil {
+			return &os.PathError{Op: "chown", Path: rel, Err: err}
+		}
+	}
+	if err := unix.Fchmod(fd, mode(h)); err != nil {
+		return &os.PathError{Op: "chmod", Path: rel, Err: err}
+	}
+	if err := u.xattrsFd(fd, h); err != nil {
+		return err
+	}
+	if err := u.setTimes(pfd, name, h); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// hardlink links name in the directory pfd to the entry h names, which must be in root already.
+func (u *untarrer) hardlink(pfd int, name, rel string, h *tar.Header) error {
+	lrel, err := Name(h.Linkname)
+	if err != nil || lrel == "." {
+		return fmt.Errorf("hardlink to %q outside the root", h.Linkname)
+	}
+	ldir, err := u.parentPath(lrel)
+	if err != nil {
+		return fmt.Errorf("hardlink to %q: %w", h.Linkname, err)
+	}
+	target, err := u.openDir(ldir, lrel, false)
+	if err != nil {
+		return fmt.Errorf("hardlink to %q: %w", h.Linkname, err)
+	}
+	defer target.Close()
+	// No AT_SYMLINK_FOLLOW: a link at the target's name is linked itself, never what it names.
+	if err := unix.Linkat(int(target.Fd()), path.Base(lrel), pfd, name, 0); err != nil {
+		return fmt.Errorf("hardlink to %q: %w", h.Linkname, err)
+	}
+	return nil // metadata is shared with the link target
+}
+
+// chmodAt sets the mode of name in dirfd, something other than a symlink just made there.
+func chmodAt(dirfd int, name string, mode uint32) error {
+	err := unix.Fchmodat(dirfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if err != unix.EOPNOTSUPP {
+		return err
+	}
+	// Before Linux 6.6 (no fchmodat2), or a symlink: chmod follows a link, so make sure there is none.
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.ELOOP
+	}
+	return unix.Fchmodat(dirfd, name, mode, 0)
+}
+
+func (u *untarrer) owner(dirfd int, name string, h *tar.Header) error {
 	if !u.opts.Chown {
 		return nil
 	}
-	return os.Lchown(p, h.Uid, h.Gid)
+	if err := unix.Fchownat(dirfd, name, h.Uid, h.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "chown", Path: name, Err: err}
+	}
+	return nil
 }
 
-func (u *untarrer) xattrs(p string, h *tar.Header) error {
+// xattrs yields the extended attributes h carries.
+func xattrs(h *tar.Header) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for _, k := range slices.Sorted(maps.Keys(h.PAXRecords)) {
+			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok && !yield(name, h.PAXRecords[k]) {
+				return
+			}
+		}
+	}
+}
+
+// xattrsFd sets h's extended attributes on the open file fd.
+func (u *untarrer) xattrsFd(fd int, h *tar.Header) error {
 	if !u.opts.Xattrs {
 		return nil
 	}
-	for k, v := range h.PAXRecords {
-		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
-		if !ok {
-			continue
-		}
-		if err := unix.Lsetxattr(p, name, []byte(v), 0); err != nil {
+	for name, v := range xattrs(h) {
+		if err := unix.Fsetxattr(fd, name, []byte(v), 0); err != nil {
 			return fmt.Errorf("xattr %s: %w", name, err)
 		}
 	}
 	return nil
 }
 
-func (u *untarrer) setTimes(p string, h *tar.Header) error {
+// dirXattrs sets h's extended attributes on the directory name in dirfd.
+func (u *untarrer) dirXattrs(dirfd int, name string, h *tar.Header) error {
+	if !u.opts.Xattrs || len(h.PAXRecords) == 0 {
+		return nil
+	}
+	fd, err := openBeneath(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return &os.PathError{Op: "openat2", Path: name, Err: err}
+	}
+	defer unix.Close(fd)
+	return u.xattrsFd(fd, h)
+}
+
+// xattrsAt sets h's extended attributes on name in dirfd, which cannot be opened for it (a
+// symlink or a device). The path goes through the directory's descriptor in /proc and does not
+// follow name itself.
+func (u *untarrer) xattrsAt(dirfd int, name string, h *tar.Header) error {
+	if !u.opts.Xattrs {
+		return nil
+	}
+	for attr, v := range xattrs(h) {
+		p := fmt.Sprintf("/proc/self/fd/%d/%s", dirfd, name)
+		if err := unix.Lsetxattr(p, attr, []byte(v), 0); err != nil {
+			return fmt.Errorf("xattr %s: %w", attr, err)
+		}
+	}
+	return nil
+}
+
+func (u *untarrer) times(h *tar.Header) []unix.Timespec {
 	at := h.ModTime
 	if u.opts.AccessTimes && !h.AccessTime.IsZero() {
 		at = h.AccessTime
 	}
-	ts := []unix.Timespec{timespec(at), timespec(h.ModTime)}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return []unix.Timespec{timespec(at), timespec(h.ModTime)}
+}
+
+func (u *untarrer) setTimes(dirfd int, name string, h *tar.Header) error {
+	if err := unix.UtimesNanoAt(dirfd, name, u.times(h), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "utimes", Path: name, Err: err}
+	}
+	return nil
+}
+
+// finish sets the directories' modes and times, deepest first, each opened from root again
+// without following a link.
+func (u *untarrer) finish() error {
+	depth := func(rel string) int {
+		if rel == "." {
+			return -1
+		}
+		return strings.Count(rel, "/")
+	}
+	rels := slices.SortedFunc(maps.Keys(u.dirs), func(a, b string) int {
+		return cmp.Or(cmp.Compare(depth(b), depth(a)), cmp.Compare(a, b))
+	})
+	for _, rel := range rels {
+		h := u.dirs[rel]
+		if err := u.dirMeta(rel, h); err != nil {
+			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+	}
+	return nil
+}
+
+func (u *untarrer) dirMeta(rel string, h *tar.Header) error {
+	fd, err := openBeneath(int(u.root.Fd()), rel, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return &os.PathError{Op: "openat2", Path: rel, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, mode(h)); err != nil {
+		return &os.PathError{Op: "chmod", Path: rel, Err: err}
+	}
+	if err := unix.UtimesNanoAt(fd, "", u.times(h), unix.AT_EMPTY_PATH); err != nil {
+		return &os.PathError{Op: "utimes", Path: rel, Err: err}
+	}
+	return nil
 }
 
 func timespec(t time.Time) unix.Timespec { return unix.NsecToTimespec(t.UnixNano()) }

@@ -19,7 +19,7 @@ type entry struct {
 	body string
 }
 
-func mkTar(t *testing.T, entries []entry) []byte {
+func mkTar(t testing.TB, entries []entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -265,10 +265,11 @@ func TestUntar(t *testing.T) {
 			"x":         {Type: "reg", Mode: 0o644, Body: "x", Xattr: "bar", Atime: at.Unix(), Mtime: sec, Nlink: 1},
 		},
 	}, {
-		name:     "refuse: a directory replaces a link at its path",
+		name:     "refuse: a directory replaces a link already in the root",
 		needRoot: true,
 		opts:     refuse,
-		entries:  []entry{sym("d", "/tmp"), dir("d/", 0o700), reg("d/f", 0o644, "f")},
+		before:   map[string]string{"d": "->/tmp"},
+		entries:  []entry{dir("d/", 0o700), reg("d/f", 0o644, "f")},
 		want: map[string]meta{
 			".":   rootDir,
 			"d":   {Type: "dir", Mode: 0o700, Mtime: sec},
@@ -370,5 +371,35 @@ func TestName(t *testing.T) {
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("Name(%q) mismatch (-want +got):\n%s", tt.in, diff)
 		}
+	}
+}
+
+// A symlink and a device cannot be opened to set their xattrs; they are set through the parent's
+// descriptor without following the link.
+func TestUntarXattrsOnLinksAndDevices(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (trusted xattrs, mknod)")
+	}
+	pax := map[string]string{"SCHILY.xattr.trusted.rootfsc": "v"}
+	tarball := mkTar(t, []entry{
+		{hdr: tar.Header{Name: "target", Typeflag: tar.TypeReg, Mode: 0o644}, body: "t"},
+		{hdr: tar.Header{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "target", PAXRecords: pax}},
+		{hdr: tar.Header{Name: "null", Typeflag: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3, PAXRecords: pax}},
+	})
+	root := t.TempDir()
+	if err := Untar(context.Background(), bytes.NewReader(tarball), root, UntarOpts{ParentLinks: Refuse, Xattrs: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, name := range []string{"target", "link", "null"} {
+		buf := make([]byte, 16)
+		n, err := unix.Lgetxattr(filepath.Join(root, name), "trusted.rootfsc", buf)
+		if err == nil {
+			got[name] = string(buf[:n])
+		}
+	}
+	want := map[string]string{"link": "v", "null": "v"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("xattrs mismatch (-want +got):\n%s", diff)
 	}
 }
