@@ -282,8 +282,14 @@ func eachEntry(p string, fn func(*tar.Header, io.Reader) error) error {
 		if err != nil {
 			return err
 		}
-		if _, err := rootfs.Name(h.Name); err != nil {
+		name, err := rootfs.Name(h.Name)
+		if err != nil {
 			return fmt.Errorf("entry %q: %w", h.Name, err)
+		}
+		// newc ends at an entry of this name: what followed would be a new archive to the
+		// kernel, which forgets the inodes seen before it (hard links become empty files).
+		if name == cpioTrailer {
+			return fmt.Errorf("entry %q: the name ends a newc archive", h.Name)
 		}
 		if err := fn(h, tr); err != nil {
 			return err
