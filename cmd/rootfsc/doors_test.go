@@ -468,6 +468,7 @@ func TestSharedCache(t *testing.T) {
 		t.Errorf("exec steps that ran on the second daemon despite the cache: %q\n%s", ran, tail([]byte(out)))
 	}
 	if a, b := fileSum(t, filepath.Join(dir, "first.tar")), fileSum(t, filepath.Join(dir, "second.tar")); a != b {
-		t.Errorf("the cached build's tar %s differs from the first's %s", b, a)
+		t.Errorf("the cached build's tar %s differs from the first's %s\n%s", b, a,
+			tarDiff(t, filepath.Join(dir, "first.tar"), filepath.Join(dir, "second.tar")))
 	}
 }
