@@ -7,7 +7,7 @@ GO ?= go
 APT_PKGS := runc mmdebstrap debian-archive-keyring xz-utils zstd ca-certificates qemu-system-x86 skopeo docker-registry cpio
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: all deps tools rootfs test test-short vet clean
+.PHONY: all deps tools rootfs test test-short vet fuzz clean
 all: tools
 
 # deps installs the Debian packages the builds and tests need, only when one is missing.
@@ -48,9 +48,21 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-# All tiers: unit, CLI scripts and the integration tests (real buildkitd, real mirror, mmdebstrap).
+# All tiers: unit, CLI scripts and the integration tests (real buildkitd, real mirror, mmdebstrap),
+# then every fuzz target briefly.
 test: deps tools vet
 	ROOTFSC_BIN=$(BIN) ROOTFSC_TEST_MMDEBSTRAP=1 $(GO) test -count=1 -timeout 60m ./...
+	$(MAKE) fuzz
+
+# Every fuzz target of the module for FUZZTIME each (make fuzz FUZZTIME=10m for a long run).
+FUZZTIME ?= 10s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -parallel 1 $$pkg || exit 1; \
+		done; \
+	done
 
 # Unit and CLI tests only: no daemon, no network.
 test-short: tools
