@@ -144,7 +144,7 @@ func TestBootstrapRealKernelModules(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	b, err := httpGet(context.Background(), http.DefaultClient, uri+"/"+l.Kernel.Filename)
+	b, err := httpGet(context.Background(), http.DefaultClient, uri+"/"+l.Kernel.Filename, l.Kernel.Size, "the size the lock pins")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestExtractRealDebs(t *testing.T) {
 		if !slices.Contains([]string{"base-files", "bash", "coreutils", "libc6", "usr-is-merged", "passwd"}, p.Name) {
 			continue
 		}
-		b, err := httpGet(context.Background(), http.DefaultClient, uris[p.Suite]+"/"+p.Filename)
+		b, err := httpGet(context.Background(), http.DefaultClient, uris[p.Suite]+"/"+p.Filename, p.Size, "the size the lock pins")
 		if err != nil {
 			t.Fatal(err)
 		}

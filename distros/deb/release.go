@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,16 +24,30 @@ import (
 // DefaultKeyring is the keyring used when [Request.Keyring] is empty.
 const DefaultKeyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
+// ErrDowngrade is returned (wrapped) by [Resolve] when a suite's Release is older than the one
+// [Opts.Previous] was made from and [Opts.AllowDowngrade] is not set.
+var ErrDowngrade = errors.New("Release is older than the lock's")
+
+// Limits on what is read from a mirror, so that a hostile one cannot exhaust memory before a
+// signature or hash has been checked. Debian's InRelease files are a few hundred KiB and its
+// largest Packages index (sid, amd64, main) is under 100 MiB uncompressed. Variables for tests.
+var (
+	maxReleaseSize int64 = 16 << 20  // an InRelease file
+	maxIndexSize   int64 = 512 << 20 // a Packages index, compressed or not
+)
+
 type fileHash struct {
 	size   int64
 	sha256 string
 }
 
 type release struct {
-	date       time.Time
-	validUntil time.Time
-	sha256     map[string]fileHash // path relative to dists/<suite>/ -> hash
-	raw        []byte              // the InRelease bytes as fetched
+	suite, codename string
+	date            time.Time
+	validUntil      time.Time
+	byHash          bool                // Acquire-By-Hash: yes
+	sha256          map[string]fileHash // path relative to dists/<suite>/ -> hash
+	raw             []byte              // the InRelease bytes as fetched
 }
 
 func readKeyring(path string) (openpgp.EntityList, error) {
@@ -58,7 +73,14 @@ func readKeyring(path string) (openpgp.EntityList, error) {
 	return el, nil
 }
 
-func httpGet(ctx context.Context, c *http.Client, url string) ([]byte, error) {
+// tooLarge is a download cut off at its size limit; what says what the limit is.
+type tooLarge struct{ what string }
+
+func (e tooLarge) Error() string { return "larger than " + e.what }
+
+// httpGet downloads url, refusing a body larger than limit bytes; what says what the limit is, for
+// the error.
+func httpGet(ctx context.Context, c *http.Client, url string, limit int64, what string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -71,17 +93,25 @@ func httpGet(ctx context.Context, c *http.Client, url string) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	b, err := io.ReadAll(resp.Body)
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("%s: %w", url, tooLarge{what})
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: %w", url, tooLarge{what})
 	}
 	return b, nil
 }
 
-// fetchRelease downloads dists/<suite>/InRelease, checks its signature against keyring and its Valid-Until against now.
-func fetchRelease(ctx context.Context, c *http.Client, s SuiteSource, keyring openpgp.KeyRing, now time.Time) (*release, error) {
+// fetchRelease downloads dists/<suite>/InRelease and checks its signature against keyring, that it
+// is the Release of that suite, its Valid-Until against now and its Date against the previous
+// lock's (prev, zero for none).
+func fetchRelease(ctx context.Context, c *http.Client, s SuiteSource, keyring openpgp.KeyRing, now, prev time.Time) (*release, error) {
 	url := s.URI + "/dists/" + s.Name + "/InRelease"
-	raw, err := httpGet(ctx, c, url)
+	raw, err := httpGet(ctx, c, url, maxReleaseSize, fmt.Sprintf("%d bytes, the limit for a Release file", maxReleaseSize))
 	if err != nil {
 		return nil, fmt.Errorf("suite %s: %w", s.Name, err)
 	}
@@ -97,12 +127,30 @@ func fetchRelease(ctx context.Context, c *http.Client, s SuiteSource, keyring op
 	if err != nil {
 		return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
 	}
+	// A mirror may answer for one suite with another's validly signed Release: stable's for
+	// stable-security would freeze the security updates. Debian names a suite by either field
+	// (bookworm-security is Suite: stable-security, Codename: bookworm-security).
+	if s.Name != rel.suite && s.Name != rel.codename {
+		return nil, fmt.Errorf("suite %s: %s is the Release of suite %s (codename %s), not %s",
+			s.Name, url, orNone(rel.suite), orNone(rel.codename), s.Name)
+	}
 	if !rel.validUntil.IsZero() && now.After(rel.validUntil) {
 		return nil, fmt.Errorf("suite %s: %s expired: Valid-Until %s is before now (%s)", s.Name, url,
 			rel.validUntil.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
+	if !prev.IsZero() && rel.date.Before(prev) {
+		return nil, fmt.Errorf("suite %s: %w: %s is dated %s, before the Release of %s the previous lock was made from",
+			s.Name, ErrDowngrade, url, rel.date.UTC().Format(time.RFC3339), prev.UTC().Format(time.RFC3339))
+	}
 	rel.raw = raw
 	return rel, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }
 
 var dateLayouts = []string{
@@ -147,6 +195,12 @@ func parseRelease(b []byte) (*release, error) {
 		v = strings.TrimSpace(v)
 		var err error
 		switch field {
+		case "suite":
+			rel.suite = v
+		case "codename":
+			rel.codename = v
+		case "acquire-by-hash":
+			rel.byHash = strings.EqualFold(v, "yes")
 		case "date":
 			rel.date, err = parseDate(v)
 		case "valid-until":
@@ -165,15 +219,26 @@ func parseRelease(b []byte) (*release, error) {
 // fetchPackages returns the decompressed Packages index of one component, verified against the
 // Release SHA256 list. Verified indexes are cached under cacheDir/sha256/<hex>: the decompressed
 // index when the Release lists its hash (the usual case), else the compressed one. A cached file is
-// re-verified before use, so a damaged cache only costs a download.
+// re-verified before use, so a damaged cache only costs a download. Nothing is read past the size the
+// Release lists, or past [maxIndexSize], so a hostile mirror cannot exhaust memory.
 func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *release, comp, arch, cacheDir string) ([]byte, error) {
-	plainName := comp + "/binary-" + arch + "/Packages"
+	dir := comp + "/binary-" + arch + "/"
+	plainName := dir + "Packages"
 	name := plainName + ".xz"
 	want, ok := rel.sha256[name]
 	if !ok {
 		return nil, fmt.Errorf("suite %s: Release lists no %s", s.Name, name)
 	}
 	plainWant, havePlain := rel.sha256[plainName]
+	for _, h := range []struct {
+		name string
+		fileHash
+		ok bool
+	}{{name, want, true}, {plainName, plainWant, havePlain}} {
+		if h.ok && h.size > maxIndexSize {
+			return nil, fmt.Errorf("suite %s: the Release lists %s as %d bytes, more than the %d bytes an index may have", s.Name, h.name, h.size, maxIndexSize)
+		}
+	}
 	cached := func(h fileHash) []byte {
 		if cacheDir == "" {
 			return nil
@@ -189,19 +254,32 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 			return b, nil
 		}
 	}
-	url := s.URI + "/dists/" + s.Name + "/" + name
+	base := s.URI + "/dists/" + s.Name + "/"
+	url := base + name
 	data := cached(want)
 	if data == nil {
-		b, err := httpGet(ctx, c, url)
+		// While a mirror syncs, the plain name may already hold the next index; by-hash holds
+		// the one this Release lists. Mirrors without by-hash files answer 404.
+		urls := []string{url}
+		if rel.byHash {
+			urls = []string{base + dir + "by-hash/SHA256/" + want.sha256, url}
+		}
+		var err error
+		for i, u := range urls {
+			url = u
+			data, err = httpGet(ctx, c, u, want.size, fmt.Sprintf("the %d bytes the Release lists", want.size))
+			if err == nil || i == len(urls)-1 || !isNotFound(err) {
+				break
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("suite %s: %w", s.Name, err)
 		}
-		if err := checkHash(b, want); err != nil {
+		if err := checkHash(data, want); err != nil {
 			return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
 		}
-		data = b
 		if cacheDir != "" && !havePlain {
-			if err := writeFileAtomic(filepath.Join(cacheDir, "sha256", want.sha256), b); err != nil {
+			if err := writeFileAtomic(filepath.Join(cacheDir, "sha256", want.sha256), data); err != nil {
 				return nil, fmt.Errorf("cache %s: %w", url, err)
 			}
 		}
@@ -210,9 +288,16 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 	if err != nil {
 		return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
 	}
-	out, err := io.ReadAll(r)
+	limit, what := maxIndexSize, fmt.Sprintf("%d bytes, the limit for an index", maxIndexSize)
+	if havePlain {
+		limit, what = plainWant.size, fmt.Sprintf("the %d bytes the Release lists for %s", plainWant.size, plainName)
+	}
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
+	}
+	if int64(len(out)) > limit {
+		return nil, fmt.Errorf("suite %s: %s: decompresses to more than %s", s.Name, url, what)
 	}
 	if havePlain {
 		if err := checkHash(out, plainWant); err != nil {
@@ -225,6 +310,11 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 		}
 	}
 	return out, nil
+}
+
+// isNotFound reports whether err is a mirror's 404.
+func isNotFound(err error) bool {
+	return err != nil && strings.Contains(err.Error(), ": 404 ")
 }
 
 func checkHash(b []byte, want fileHash) error {

@@ -1,0 +1,168 @@
+package deb
+
+// Hostile mirrors: replayed, old and oversized index files, and a mirror in the middle of a sync.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rootfsc/rootfsc/distros/lock"
+)
+
+// setLimit lowers a size limit for one test.
+func setLimit(t *testing.T, p *int64, v int64) {
+	old := *p
+	*p = v
+	t.Cleanup(func() { *p = old })
+}
+
+func resolveFake(t *testing.T, o archiveOpts, opts Opts) (*lock.Lock, error) {
+	t.Helper()
+	uri, keyring := fakeArchive(t, o)
+	opts.Now = func() time.Time { return testNow }
+	return Resolve(context.Background(), fakeRequest(uri, keyring, "app"), opts)
+}
+
+func TestResolveReleaseOfAnotherSuite(t *testing.T) {
+	// The mirror answers for stable-updates with stable's InRelease: validly signed, but it would
+	// freeze stable-updates at whatever stable holds.
+	_, err := resolveFake(t, archiveOpts{releaseOf: map[string]string{"stable-updates": "stable"}}, Opts{})
+	const want = "/debian/dists/stable-updates/InRelease is the Release of suite stable (codename bolt), not stable-updates"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Resolve() error = %v, want containing %q", err, want)
+	}
+}
+
+func TestResolveSuiteByCodename(t *testing.T) {
+	uri, keyring := fakeArchive(t, archiveOpts{})
+	req := fakeRequest(uri, keyring, "app")
+	req.Suites[0].Name, req.Suites[1].Name = "bolt", "bolt-updates"
+	if _, err := Resolve(context.Background(), req, Opts{Now: func() time.Time { return testNow }}); err != nil {
+		t.Fatalf("Resolve() of suites named by codename: %v", err)
+	}
+}
+
+func TestResolveDowngrade(t *testing.T) {
+	l, err := resolveFake(t, archiveOpts{}, Opts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolveFake(t, archiveOpts{}, Opts{Previous: l}); err != nil {
+		t.Fatalf("Resolve() against the Releases the previous lock was made from: %v", err)
+	}
+	// The previous lock was made from a newer stable-updates than the mirror now serves.
+	newer := *l
+	newer.Suites = append([]lock.Suite(nil), l.Suites...)
+	newer.Suites[1].Date = "2026-01-06T00:00:00Z"
+	_, err = resolveFake(t, archiveOpts{}, Opts{Previous: &newer})
+	const want = "/debian/dists/stable-updates/InRelease is dated 2026-01-05T08:30:00Z, before the Release of 2026-01-06T00:00:00Z the previous lock was made from"
+	if !errors.Is(err, ErrDowngrade) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Resolve() error = %v, want ErrDowngrade containing %q", err, want)
+	}
+	if _, err := resolveFake(t, archiveOpts{}, Opts{Previous: &newer, AllowDowngrade: true}); err != nil {
+		t.Fatalf("Resolve() with AllowDowngrade: %v", err)
+	}
+}
+
+func TestResolveSizeLimits(t *testing.T) {
+	huge := func(path string, n int) func(w http.ResponseWriter, r *http.Request) bool {
+		return func(w http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Path != path {
+				return false
+			}
+			chunk := bytes.Repeat([]byte("Z"), 64<<10)
+			for i := 0; i < n/len(chunk); i++ {
+				if _, err := w.Write(chunk); err != nil {
+					break
+				}
+			}
+			return true
+		}
+	}
+	tests := []struct {
+		name    string
+		o       archiveOpts
+		release int64 // maxReleaseSize
+		index   int64 // maxIndexSize
+		wantErr string
+	}{
+		{
+			name: "InRelease too large", release: 1 << 20,
+			o:       archiveOpts{handle: huge("/debian/dists/stable/InRelease", 8<<20)},
+			wantErr: "/debian/dists/stable/InRelease: larger than 1048576 bytes, the limit for a Release file",
+		},
+		{
+			name:    "Packages.xz larger than the Release says",
+			o:       archiveOpts{handle: huge("/debian/dists/stable/main/binary-amd64/Packages.xz", 8<<20)},
+			wantErr: "/debian/dists/stable/main/binary-amd64/Packages.xz: larger than the ",
+		},
+		{
+			name: "decompression bomb", index: 1 << 20,
+			o:       archiveOpts{packages: map[string][]byte{"stable": bytes.Repeat([]byte("\n"), 8<<20)}},
+			wantErr: "/debian/dists/stable/main/binary-amd64/Packages.xz: decompresses to more than 1048576 bytes, the limit for an index",
+		},
+		{
+			name:    "decompresses to more than the Release lists",
+			o:       archiveOpts{listPlain: true, plainSize: 100},
+			wantErr: "/debian/dists/stable/main/binary-amd64/Packages.xz: decompresses to more than the 100 bytes the Release lists for main/binary-amd64/Packages",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.release != 0 {
+				setLimit(t, &maxReleaseSize, tt.release)
+			}
+			if tt.index != 0 {
+				setLimit(t, &maxIndexSize, tt.index)
+			}
+			_, err := resolveFake(t, tt.o, Opts{})
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Resolve() error = %v, want containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestResolveByHash(t *testing.T) {
+	// Mid-sync, the plain Packages.xz is already the next one; only by-hash matches the Release.
+	const byHash = "/debian/dists/stable/main/binary-amd64/by-hash/SHA256/"
+	hits := map[string]int{}
+	if _, err := resolveFake(t, archiveOpts{byHash: true, syncing: true, hits: hits, mu: &sync.Mutex{}}, Opts{}); err != nil {
+		t.Fatalf("Resolve() from a syncing mirror with Acquire-By-Hash: %v", err)
+	}
+	n := 0
+	for p, c := range hits {
+		if strings.HasPrefix(p, byHash) {
+			n += c
+		}
+	}
+	if n != 1 || hits["/debian/dists/stable/main/binary-amd64/Packages.xz"] != 0 {
+		t.Errorf("requests %v, want one by-hash fetch of stable's Packages.xz and no plain one", hits)
+	}
+
+	// Without Acquire-By-Hash the same mirror serves a file the Release does not list: what
+	// by-hash exists for.
+	_, err := resolveFake(t, archiveOpts{syncing: true}, Opts{})
+	const want = "/debian/dists/stable/main/binary-amd64/Packages.xz: larger than the 1060 bytes the Release lists"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Resolve() error = %v, want containing %q", err, want)
+	}
+
+	// A mirror that says Acquire-By-Hash but has no by-hash files: the plain name is used.
+	noByHash := func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, "/by-hash/") {
+			http.NotFound(w, r)
+			return true
+		}
+		return false
+	}
+	if _, err := resolveFake(t, archiveOpts{byHash: true, handle: noByHash}, Opts{}); err != nil {
+		t.Fatalf("Resolve() falling back from by-hash to the plain name: %v", err)
+	}
+}
