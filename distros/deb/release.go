@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,6 +36,14 @@ var ErrDowngrade = errors.New("Release is older than the lock's")
 var (
 	maxReleaseSize int64 = 16 << 20  // an InRelease file
 	maxIndexSize   int64 = 512 << 20 // a Packages index, compressed or not
+)
+
+// The retry schedule of index downloads: attempts in all, the pause before the second (doubling
+// after each), and how long a download may go without receiving a byte. Variables for tests.
+var (
+	fetchAttempts = 4
+	fetchBackoff  = 250 * time.Millisecond
+	fetchStall    = 30 * time.Second
 )
 
 type fileHash struct {
@@ -78,32 +88,141 @@ type tooLarge struct{ what string }
 
 func (e tooLarge) Error() string { return "larger than " + e.what }
 
-// httpGet downloads url, refusing a body larger than limit bytes; what says what the limit is, for
-// the error.
+// FetchError is a download from a mirror that failed, after retries when the failure looked
+// transient (no connection, a reset, a stall, a 5xx answer).
+type FetchError struct {
+	URL string
+	// Status is the HTTP status of the last answer, 0 when there was none.
+	Status   int
+	Attempts int
+	Err      error
+}
+
+func (e *FetchError) Error() string {
+	host := e.URL
+	if u, err := neturl.Parse(e.URL); err == nil {
+		host = u.Host
+	}
+	if e.Status == http.StatusNotFound {
+		return fmt.Sprintf("mirror %s has no such file: %s (%v)", host, e.URL, e.Err)
+	}
+	msg := fmt.Sprintf("mirror %s: GET %s: %v", host, e.URL, e.Err)
+	if e.Attempts > 1 {
+		msg += fmt.Sprintf(" (gave up after %d attempts)", e.Attempts)
+	}
+	return msg
+}
+
+func (e *FetchError) Unwrap() error { return e.Err }
+
+// Is makes a 404 match [ErrNotFound].
+func (e *FetchError) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
+
+// ErrNotFound matches a [FetchError] for a file the mirror does not have.
+var ErrNotFound = errors.New("no such file on the mirror")
+
+// errStalled ends a download that received nothing for [fetchStall].
+var errStalled = errors.New("stalled")
+
+// httpGet downloads url, refusing a body larger than limit bytes (what says what the limit is,
+// for the error). Transient failures are retried [fetchAttempts] times in all, with a doubling pause.
 func httpGet(ctx context.Context, c *http.Client, url string, limit int64, what string) ([]byte, error) {
+	pause := fetchBackoff
+	for attempt := 1; ; attempt++ {
+		b, status, err := httpGetOnce(ctx, c, url, limit, what)
+		if err == nil {
+			return b, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("GET %s: %w", url, context.Cause(ctx))
+		}
+		fe := &FetchError{URL: url, Status: status, Attempts: attempt, Err: err}
+		if attempt >= fetchAttempts || !transient(status, err) {
+			return nil, fe
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("GET %s: %w", url, context.Cause(ctx))
+		case <-t.C:
+		}
+		pause *= 2
+	}
+}
+
+// transient reports whether a failed download may succeed when tried again.
+func transient(status int, err error) bool {
+	var tl tooLarge
+	var cert *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &tl), errors.As(err, &cert):
+		return false
+	case status == 0: // refused, reset, timed out, stalled or cut short
+		return true
+	}
+	return status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests
+}
+
+// httpGetOnce is one attempt of [httpGet]; status is the HTTP status when the answer was not 200.
+func httpGetOnce(ctx context.Context, c *http.Client, url string, limit int64, what string) ([]byte, int, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// A mirror that accepts the connection and then sends nothing would otherwise hold the
+	// resolve forever; a whole-request timeout would cut off large indexes on slow links.
+	watchdog := time.AfterFunc(fetchStall, func() { cancel(errStalled) })
+	defer watchdog.Stop()
+	stalled := func(err error) error {
+		if errors.Is(context.Cause(ctx), errStalled) {
+			return fmt.Errorf("no data for %s", fetchStall)
+		}
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, err
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is in the FetchError already
+		}
+		return nil, 0, stalled(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) // lets the connection be reused
+		return nil, resp.StatusCode, errors.New(resp.Status)
 	}
 	if resp.ContentLength > limit {
-		return nil, fmt.Errorf("%s: %w", url, tooLarge{what})
+		return nil, 0, tooLarge{what}
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	body := &progressReader{r: io.LimitReader(resp.Body, limit+1), watchdog: watchdog}
+	b, err := io.ReadAll(body)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
+		return nil, 0, stalled(err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: %w", url, tooLarge{what})
+		return nil, 0, tooLarge{what}
 	}
-	return b, nil
+	return b, 0, nil
+}
+
+// progressReader restarts the stall watchdog whenever bytes arrive.
+type progressReader struct {
+	r        io.Reader
+	watchdog *time.Timer
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.watchdog.Reset(fetchStall)
+	}
+	return n, err
 }
 
 // fetchRelease downloads dists/<suite>/InRelease and checks its signature against keyring, that it
@@ -268,7 +387,7 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 		for i, u := range urls {
 			url = u
 			data, err = httpGet(ctx, c, u, want.size, fmt.Sprintf("the %d bytes the Release lists", want.size))
-			if err == nil || i == len(urls)-1 || !isNotFound(err) {
+			if err == nil || i == len(urls)-1 || !errors.Is(err, ErrNotFound) {
 				break
 			}
 		}
@@ -310,11 +429,6 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 		}
 	}
 	return out, nil
-}
-
-// isNotFound reports whether err is a mirror's 404.
-func isNotFound(err error) bool {
-	return err != nil && strings.Contains(err.Error(), ": 404 ")
 }
 
 func checkHash(b []byte, want fileHash) error {
