@@ -63,6 +63,8 @@ type archiveOpts struct {
 	syncing bool
 	// packages replaces testdata's plain Packages index of a suite.
 	packages map[string][]byte
+	// editXZ, when set, changes each compressed Packages index before it is listed and served.
+	editXZ func(t testing.TB, xz []byte) []byte
 	// plainSize, when set, is the size the Release lists for the plain Packages (with listPlain).
 	plainSize int64
 	// handle serves a request instead of the archive when it returns true.
@@ -72,7 +74,7 @@ type archiveOpts struct {
 // codenames are the fake suites' Codename fields; the server also serves each suite under its codename.
 var codenames = map[string]string{"stable": "bolt", "stable-updates": "bolt-updates"}
 
-func xzCompress(t *testing.T, b []byte) []byte {
+func xzCompress(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w, err := xz.NewWriter(&buf)
@@ -110,6 +112,9 @@ func fakeArchive(t *testing.T, o archiveOpts) (string, string) {
 			}
 		}
 		xzb := xzCompress(t, plain)
+		if o.editXZ != nil {
+			xzb = o.editXZ(t, xzb)
+		}
 		sum := sha256.Sum256(xzb)
 		var rel bytes.Buffer
 		fmt.Fprintf(&rel, "Origin: Fake\nSuite: %s\nCodename: %s\nDate: %s\n", suite, codenames[suite], date.Format(time.RFC1123))

@@ -403,6 +403,9 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 			}
 		}
 	}
+	if err := checkXZ(data); err != nil {
+		return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
+	}
 	r, err := xz.NewReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
@@ -459,4 +462,118 @@ func writeFileAtomic(p string, b []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), p)
+}
+
+// maxXZDict bounds the LZMA2 dictionary an xz index may ask for. The decoder allocates the
+// dictionary a file names before it decodes a byte, so a small file naming 1.5 GiB would take
+// that much memory; xz's largest preset (-9) uses 64 MiB.
+var maxXZDict int64 = 128 << 20
+
+// checkXZ walks the structure of xz data (streams, their indexes and block headers) without
+// decompressing it and refuses a block whose LZMA2 dictionary is larger than [maxXZDict]. Anything
+// it cannot walk is left to the decoder to refuse.
+func checkXZ(b []byte) error {
+	end := len(b)
+	for end > 0 {
+		for end >= 4 && b[end-1] == 0 && b[end-2] == 0 && b[end-3] == 0 && b[end-4] == 0 {
+			end -= 4 // stream padding
+		}
+		if end < 24 || string(b[end-2:end]) != "YZ" {
+			return nil
+		}
+		footer := end - 12
+		indexSize := (int(b[footer+4]) | int(b[footer+5])<<8 | int(b[footer+6])<<16 | int(b[footer+7])<<24 + 1) * 4
+		index := footer - indexSize
+		if index < 12 || b[index] != 0 {
+			return nil
+		}
+		p := index + 1
+		n, ok := uvarint(b, &p, footer)
+		if !ok {
+			return nil
+		}
+		var blocks []int // the blocks' sizes in the stream, padding included
+		total := 0
+		for i := uint64(0); i < n; i++ {
+			unpadded, ok1 := uvarint(b, &p, footer)
+			_, ok2 := uvarint(b, &p, footer)
+			if !ok1 || !ok2 || unpadded > uint64(len(b)) {
+				return nil
+			}
+			size := (int(unpadded) + 3) &^ 3
+			blocks = append(blocks, size)
+			if total += size; total > index {
+				return nil
+			}
+		}
+		start := index - total - 12
+		if start < 0 || string(b[start:start+6]) != "\xfd7zXZ\x00" {
+			return nil
+		}
+		off := start + 12
+		for _, size := range blocks {
+			if err := checkXZBlock(b[off : off+size]); err != nil {
+				return err
+			}
+			off += size
+		}
+		end = start
+	}
+	return nil
+}
+
+// checkXZBlock checks the filters of one xz block's header.
+func checkXZBlock(b []byte) error {
+	if len(b) < 2 || b[0] == 0 {
+		return nil
+	}
+	hdr := (int(b[0]) + 1) * 4
+	if hdr > len(b) {
+		return nil
+	}
+	flags := b[1]
+	p := 2
+	for _, present := range []bool{flags&0x40 != 0, flags&0x80 != 0} { // compressed, uncompressed size
+		if present {
+			if _, ok := uvarint(b, &p, hdr); !ok {
+				return nil
+			}
+		}
+	}
+	for range int(flags&3) + 1 {
+		id, ok1 := uvarint(b, &p, hdr)
+		n, ok2 := uvarint(b, &p, hdr)
+		if !ok1 || !ok2 || n > uint64(hdr-p) {
+			return nil
+		}
+		if id == 0x21 && n == 1 { // LZMA2; its one property byte encodes the dictionary size
+			d := b[p]
+			var dict int64 = 1<<32 - 1
+			if d < 40 {
+				dict = int64(2|d&1) << (d/2 + 11)
+			}
+			if dict > maxXZDict {
+				return fmt.Errorf("xz data asks for a %d MiB dictionary, more than the %d MiB allowed", dict>>20, maxXZDict>>20)
+			}
+		}
+		p += int(n)
+	}
+	return nil
+}
+
+// uvarint reads an xz variable-length integer at b[*p:end] (at most 9 bytes, little-endian base 128).
+func uvarint(b []byte, p *int, end int) (uint64, bool) {
+	var v uint64
+	for i := 0; i < 9; i++ {
+		if *p >= end || *p >= len(b) {
+			return 0, false
+		}
+		c := b[*p]
+		*p++
+		v |= uint64(c&0x7f) << (7 * i)
+		if c&0x80 == 0 {
+			return v, true
+		}
+	}
+	return 0, false
 }

@@ -5,7 +5,9 @@ package deb
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"net/http"
 	"strings"
 	"sync"
@@ -164,5 +166,50 @@ func TestResolveByHash(t *testing.T) {
 	}
 	if _, err := resolveFake(t, archiveOpts{byHash: true, handle: noByHash}, Opts{}); err != nil {
 		t.Fatalf("Resolve() falling back from by-hash to the plain name: %v", err)
+	}
+}
+
+// bigDictionary rewrites an xz file's first block to ask for a 1 GiB LZMA2 dictionary; the data
+// still decodes (a larger dictionary than needed is no error), but a decoder allocates it first.
+func bigDictionary(t testing.TB, b []byte) []byte {
+	b = bytes.Clone(b)
+	hdr := (int(b[12]) + 1) * 4
+	block := b[12 : 12+hdr]
+	if block[1]&0xc3 != 0 || block[2] != 0x21 || block[3] != 1 {
+		t.Fatalf("unexpected xz block header % x", block)
+	}
+	block[4] = 36 // 2 << (36/2 + 11) bytes
+	binary.LittleEndian.PutUint32(block[hdr-4:], crc32.ChecksumIEEE(block[:hdr-4]))
+	return b
+}
+
+func TestResolveXZDictionary(t *testing.T) {
+	_, err := resolveFake(t, archiveOpts{editXZ: bigDictionary}, Opts{})
+	const want = "/debian/dists/stable/main/binary-amd64/Packages.xz: xz data asks for a 1024 MiB dictionary, more than the 128 MiB allowed"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Resolve() error = %v, want containing %q", err, want)
+	}
+}
+
+func TestCheckXZ(t *testing.T) {
+	one := xzCompress(t, []byte("Package: a\nArchitecture: all\n"))
+	big := bigDictionary(t, one)
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, []byte{0, 0, 0, 0}) }
+	tests := []struct {
+		name string
+		data []byte
+		big  bool
+	}{
+		{"one stream", one, false},
+		{"two streams", cat(one, one), false},
+		{"big dictionary", big, true},
+		{"big dictionary in the second stream", cat(one, big), true},
+		{"big dictionary in the first stream", cat(big, one, one), true},
+		{"not xz", []byte("Package: a\n"), false},
+	}
+	for _, tt := range tests {
+		if err := checkXZ(tt.data); (err != nil) != tt.big {
+			t.Errorf("%s: checkXZ() = %v, want refused %v", tt.name, err, tt.big)
+		}
 	}
 }
