@@ -46,8 +46,8 @@ func FuzzParseRelease(f *testing.F) {
 				t.Errorf("parseRelease() accepted a Release without a Date")
 			}
 			for name, h := range rel.sha256 {
-				if h.size < 0 {
-					t.Errorf("parseRelease() accepted size %d for %s", h.size, name)
+				if h.size < 0 || !isSHA256(h.sha256) {
+					t.Errorf("parseRelease() accepted size %d, sha256 %q for %s", h.size, h.sha256, name)
 				}
 			}
 		}
@@ -80,7 +80,7 @@ func FuzzParsePackages(f *testing.F) {
 		universe := map[string]*pkg{}
 		var first string
 		err := parsePackages(b, "fuzz", "amd64", func(p *pkg) {
-			if p.Name == "" || p.Architecture != "amd64" && p.Architecture != "all" {
+			if p.Name == "" || p.Size < 0 || p.Architecture != "amd64" && p.Architecture != "all" {
 				t.Errorf("parsePackages() emitted %+v", p)
 			}
 			if !bytes.Contains(b, []byte(p.Name)) {

@@ -302,8 +302,9 @@ func parseRelease(b []byte) (*release, error) {
 			if len(f) != 3 {
 				return nil, fmt.Errorf("bad SHA256 line %q", line)
 			}
-			size, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
+			// The hash goes into by-hash URLs and the size bounds a download: both must be plain.
+			size, err := parseSize(f[1])
+			if err != nil || !isSHA256(f[0]) {
 				return nil, fmt.Errorf("bad SHA256 line %q", line)
 			}
 			rel.sha256[f[2]] = fileHash{size: size, sha256: f[0]}
@@ -432,6 +433,25 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 		}
 	}
 	return out, nil
+}
+
+// parseSize parses a decimal size without a sign.
+func parseSize(s string) (int64, error) {
+	n, err := strconv.ParseUint(s, 10, 63)
+	return int64(n), err
+}
+
+// isSHA256 reports whether s is a sha256 digest in lowercase hex.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkHash(b []byte, want fileHash) error {

@@ -213,3 +213,32 @@ func TestCheckXZ(t *testing.T) {
 		}
 	}
 }
+
+func TestParseReleaseRefuses(t *testing.T) {
+	const date = "Date: Sat, 07 Oct 2023 10:00:00 UTC\n"
+	hash := strings.Repeat("ab", 32)
+	tests := []struct {
+		name, text, wantErr string
+	}{
+		{"negative size", date + "SHA256:\n " + hash + " -5 main/binary-amd64/Packages.xz\n", `bad SHA256 line " ` + hash + ` -5 main/binary-amd64/Packages.xz"`},
+		{"signed size", date + "SHA256:\n " + hash + " +5 main/binary-amd64/Packages.xz\n", `bad SHA256 line " ` + hash + ` +5 main/binary-amd64/Packages.xz"`},
+		{"hash not hex", date + "SHA256:\n ../../../x 5 main/binary-amd64/Packages.xz\n", `bad SHA256 line " ../../../x 5 main/binary-amd64/Packages.xz"`},
+		{"short hash", date + "SHA256:\n abcd 5 main/binary-amd64/Packages.xz\n", `bad SHA256 line " abcd 5 main/binary-amd64/Packages.xz"`},
+		{"no date", "Suite: stable\n", "Release has no Date"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseRelease([]byte(tt.text))
+			if err == nil || err.Error() != tt.wantErr {
+				t.Fatalf("parseRelease() error = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestParsePackagesRefusesNegativeSize(t *testing.T) {
+	err := parsePackages([]byte("Package: a\nArchitecture: all\nSize: -1\n"), "s", "amd64", func(*pkg) {})
+	if want := `package a: bad Size "-1"`; err == nil || err.Error() != want {
+		t.Fatalf("parsePackages() error = %v, want %q", err, want)
+	}
+}
