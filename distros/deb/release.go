@@ -46,6 +46,12 @@ var (
 	fetchStall    = 30 * time.Second
 )
 
+// downgradeError is an [ErrDowngrade] with the suite, the URL and both dates.
+type downgradeError string
+
+func (e downgradeError) Error() string        { return string(e) }
+func (e downgradeError) Is(target error) bool { return target == ErrDowngrade }
+
 type fileHash struct {
 	size   int64
 	sha256 string
@@ -258,8 +264,8 @@ func fetchRelease(ctx context.Context, c *http.Client, s SuiteSource, keyring op
 			rel.validUntil.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	if !prev.IsZero() && rel.date.Before(prev) {
-		return nil, fmt.Errorf("suite %s: %w: %s is dated %s, before the Release of %s the previous lock was made from",
-			s.Name, ErrDowngrade, url, rel.date.UTC().Format(time.RFC3339), prev.UTC().Format(time.RFC3339))
+		return nil, downgradeError(fmt.Sprintf("suite %s: %s is dated %s, before the Release of %s the previous lock was made from",
+			s.Name, url, rel.date.UTC().Format(time.RFC3339), prev.UTC().Format(time.RFC3339)))
 	}
 	rel.raw = raw
 	return rel, nil
