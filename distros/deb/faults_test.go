@@ -16,9 +16,9 @@ import (
 
 // fastRetries makes the retry schedule short enough for tests.
 func fastRetries(t *testing.T) {
-	oldB, oldS := fetchBackoff, fetchStall
-	fetchBackoff, fetchStall = 5*time.Millisecond, 300*time.Millisecond
-	t.Cleanup(func() { fetchBackoff, fetchStall = oldB, oldS })
+	oldB, oldS, oldT := fetchBackoff, fetchStall, fetchTimeout
+	fetchBackoff, fetchStall, fetchTimeout = 5*time.Millisecond, 300*time.Millisecond, time.Second
+	t.Cleanup(func() { fetchBackoff, fetchStall, fetchTimeout = oldB, oldS, oldT })
 }
 
 // counted returns a handle func that applies fault to the first n requests for path (all of them
@@ -68,6 +68,22 @@ func stall(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// trickle sends a byte every 20 ms, too slowly to finish and too steadily to stall.
+func trickle(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", "400")
+	for range 400 {
+		if _, err := w.Write([]byte("-")); err != nil {
+			return
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // stallBody sends the headers and part of the body, then nothing.
 func stallBody(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", "400") // less than any fake index, so the limit does not refuse it first
@@ -99,6 +115,8 @@ func TestResolveTransientFaults(t *testing.T) {
 			wantErr: "suite stable-updates: mirror %s: GET http://%s" + packages + ": "},
 		{name: "never answers", path: inRelease, fault: stall, n: -1, wantHits: 4,
 			wantErr: "suite stable: mirror %s: GET http://%s" + inRelease + ": no data for 300ms (gave up after 4 attempts)"},
+		{name: "trickles", path: inRelease, fault: trickle, n: -1, wantHits: 4,
+			wantErr: "suite stable: mirror %s: GET http://%s" + inRelease + ": not complete after 1s (gave up after 4 attempts)"},
 		{name: "404 is not retried", path: inRelease, fault: status(404), n: -1, wantHits: 1,
 			wantErr: "suite stable: mirror %s has no such file: http://%s" + inRelease + " (404 Not Found)"},
 		{name: "403 is not retried", path: packages, fault: status(403), n: -1, wantHits: 1,

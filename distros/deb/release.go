@@ -39,11 +39,13 @@ var (
 )
 
 // The retry schedule of index downloads: attempts in all, the pause before the second (doubling
-// after each), and how long a download may go without receiving a byte. Variables for tests.
+// after each), how long a download may go without receiving a byte, and how long one attempt may
+// take in all (Debian's largest index at 100 KB/s takes 2 minutes). Variables for tests.
 var (
 	fetchAttempts = 4
 	fetchBackoff  = 250 * time.Millisecond
 	fetchStall    = 30 * time.Second
+	fetchTimeout  = 10 * time.Minute
 )
 
 // downgradeError is an [ErrDowngrade] with the suite, the URL and both dates.
@@ -129,8 +131,9 @@ func (e *FetchError) Is(target error) bool {
 // ErrNotFound matches a [FetchError] for a file the mirror does not have.
 var ErrNotFound = errors.New("no such file on the mirror")
 
-// errStalled ends a download that received nothing for [fetchStall].
-var errStalled = errors.New("stalled")
+// errStalled ends a download that received nothing for [fetchStall], errSlow one that took
+// longer than [fetchTimeout].
+var errStalled, errSlow = errors.New("stalled"), errors.New("too slow")
 
 // httpGet downloads url, refusing a body larger than limit bytes (what says what the limit is,
 // for the error). Transient failures are retried [fetchAttempts] times in all, with a doubling pause.
@@ -180,9 +183,14 @@ func httpGetOnce(ctx context.Context, c *http.Client, url string, limit int64, w
 	// resolve forever; a whole-request timeout would cut off large indexes on slow links.
 	watchdog := time.AfterFunc(fetchStall, func() { cancel(errStalled) })
 	defer watchdog.Stop()
+	deadline := time.AfterFunc(fetchTimeout, func() { cancel(errSlow) })
+	defer deadline.Stop()
 	stalled := func(err error) error {
-		if errors.Is(context.Cause(ctx), errStalled) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errStalled):
 			return fmt.Errorf("no data for %s", fetchStall)
+		case errors.Is(cause, errSlow):
+			return fmt.Errorf("not complete after %s", fetchTimeout)
 		}
 		return err
 	}
