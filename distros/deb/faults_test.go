@@ -17,7 +17,7 @@ import (
 // fastRetries makes the retry schedule short enough for tests.
 func fastRetries(t *testing.T) {
 	oldB, oldS, oldT := fetchBackoff, fetchStall, fetchTimeout
-	fetchBackoff, fetchStall, fetchTimeout = 5*time.Millisecond, 300*time.Millisecond, time.Second
+	fetchBackoff, fetchStall, fetchTimeout = 5*time.Millisecond, 500*time.Millisecond, time.Second
 	t.Cleanup(func() { fetchBackoff, fetchStall, fetchTimeout = oldB, oldS, oldT })
 }
 
@@ -114,7 +114,7 @@ func TestResolveTransientFaults(t *testing.T) {
 		{name: "always reset", path: packages, fault: reset, n: -1, wantHits: 4, resets: true,
 			wantErr: "suite stable-updates: mirror %s: GET http://%s" + packages + ": "},
 		{name: "never answers", path: inRelease, fault: stall, n: -1, wantHits: 4,
-			wantErr: "suite stable: mirror %s: GET http://%s" + inRelease + ": no data for 300ms (gave up after 4 attempts)"},
+			wantErr: "suite stable: mirror %s: GET http://%s" + inRelease + ": no data for 500ms (gave up after 4 attempts)"},
 		{name: "trickles", path: inRelease, fault: trickle, n: -1, wantHits: 4,
 			wantErr: "suite stable: mirror %s: GET http://%s" + inRelease + ": not complete after 1s (gave up after 4 attempts)"},
 		{name: "404 is not retried", path: inRelease, fault: status(404), n: -1, wantHits: 1,
@@ -180,13 +180,17 @@ func TestResolveMirrorDown(t *testing.T) {
 
 func TestResolveCancelledNotRetried(t *testing.T) {
 	fastRetries(t)
-	handle, hits := counted("/debian/dists/stable/InRelease", -1, stall)
-	uri, keyring := fakeArchive(t, archiveOpts{handle: handle})
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// The user gives up (Ctrl-C) while the mirror is not answering.
+	handle, hits := counted("/debian/dists/stable/InRelease", -1, func(w http.ResponseWriter, r *http.Request) {
+		cancel()
+		stall(w, r)
+	})
+	uri, keyring := fakeArchive(t, archiveOpts{handle: handle})
 	_, err := Resolve(ctx, fakeRequest(uri, keyring, "app"), Opts{Now: func() time.Time { return testNow }})
-	if err == nil || !strings.Contains(err.Error(), "context deadline exceeded") {
-		t.Fatalf("Resolve() error = %v, want the context's deadline", err)
+	if err == nil || !strings.Contains(err.Error(), "/debian/dists/stable/InRelease: context canceled") {
+		t.Fatalf("Resolve() error = %v, want the context's cancellation", err)
 	}
 	if got := hits(); got != 1 {
 		t.Errorf("InRelease requested %d times after the context ended, want 1", got)
