@@ -30,8 +30,9 @@ func FuzzCheck(f *testing.F) {
 	f.Add("")
 	f.Add("package agent_policy\n\ndefault CreateContainerRequest := true\n")
 	f.Add("package agent_policy\nimport rego.v1\nExecProcessRequest if { input.process.Args[_] == \"sh\" }\n")
+	dir := f.TempDir() // one per worker process, whose inputs run one at a time
 	f.Fuzz(func(t *testing.T, text string) {
-		p := filepath.Join(t.TempDir(), "p.rego")
+		p := filepath.Join(dir, "p.rego")
 		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}

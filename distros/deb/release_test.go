@@ -110,6 +110,11 @@ func TestResolveSizeLimits(t *testing.T) {
 			wantErr: "/debian/dists/stable/main/binary-amd64/Packages.xz: decompresses to more than 1048576 bytes, the limit for an index",
 		},
 		{
+			name: "Release lists an index over the limit", index: 4000,
+			o:       archiveOpts{listPlain: true, plainSize: 5000},
+			wantErr: "suite stable: the Release lists main/binary-amd64/Packages as 5000 bytes, more than the 4000 bytes an index may have",
+		},
+		{
 			name:    "decompresses to more than the Release lists",
 			o:       archiveOpts{listPlain: true, plainSize: 100},
 			wantErr: "/debian/dists/stable/main/binary-amd64/Packages.xz: decompresses to more than the 100 bytes the Release lists for main/binary-amd64/Packages",

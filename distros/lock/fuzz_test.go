@@ -30,8 +30,8 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte(`{"version":1,"extra":true}`))
 	f.Add([]byte(`{"version":1}{"version":1}`))
 	f.Add([]byte(`[`))
+	dir := f.TempDir() // one per worker process, whose inputs run one at a time
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
 		p := filepath.Join(dir, "m.cue.lock.json")
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
