@@ -19,13 +19,23 @@ import (
 	"time"
 
 	"github.com/rootfsc/rootfsc/distros/lock"
+	"github.com/rootfsc/rootfsc/internal/qemu"
 )
 
 func TestBoot(t *testing.T) {
 	h := newHarness(t)
-	qemu, err := exec.LookPath("qemu-system-x86_64")
+	qemuBin, err := exec.LookPath(qemu.DefaultBinary)
 	if err != nil {
 		t.Fatalf("%v (make test installs Debian's qemu-system-x86)", err)
+	}
+	// A /dev/kvm that nested virtualisation cannot use makes qemu abort rather than fall back
+	// (accel=kvm:tcg only falls back when KVM does not open), so the probe runs a guest first.
+	accel, err := qemu.Detect(context.Background(), qemu.Opts{Binary: qemuBin, CPU: bootCPU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !accel.KVM() {
+		t.Logf("booting with TCG: %s", accel.Reason)
 	}
 	kernel := debianKernel(t, h)
 
@@ -42,7 +52,7 @@ func TestBoot(t *testing.T) {
 
 	t.Run("agent as init", func(t *testing.T) {
 		// The Kata layers alone (an overlay), the agent as /sbin/init starting OPA itself.
-		console := bootInitrd(t, h, qemu, kernel, `agent: {file: "kata-agent", init: "agent"}
+		console := bootInitrd(t, h, qemuBin, accel, kernel, `agent: {file: "kata-agent", init: "agent"}
 policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 `, "")
 		for _, want := range append([]string{
@@ -58,7 +68,7 @@ policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 	t.Run("systemd", func(t *testing.T) {
 		// Debian with systemd: the runtime's kernel command line starts kata-containers.target,
 		// which starts kata-opa.service and kata-agent.service; the agent powers off with systemctl.
-		console := bootInitrd(t, h, qemu, kernel, `distro:  "debian"
+		console := bootInitrd(t, h, qemuBin, accel, kernel, `distro:  "debian"
 release: "bookworm"
 agent: file: "kata-agent"
 policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
@@ -76,9 +86,12 @@ policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 	})
 }
 
-// bootInitrd builds manifest (with the stand-in agent and OPA next to it) as an initrd, boots it under
-// qemu with kernel and returns the serial console; the machine must power itself off.
-func bootInitrd(t *testing.T, h *harness, qemu, kernel, manifest, cmdline string) string {
+// bootCPU is the boot tests' -cpu model, probed with KVM before the first boot.
+const bootCPU = "max"
+
+// bootInitrd builds manifest (with the stand-in agent and OPA next to it) as an initrd, boots it
+// under qemu with kernel and accel and returns the serial console; the machine must power itself off.
+func bootInitrd(t *testing.T, h *harness, qemuBin string, accel qemu.Accel, kernel, manifest, cmdline string) string {
 	t.Helper()
 	dir := t.TempDir()
 	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
@@ -88,10 +101,11 @@ func bootInitrd(t *testing.T, h *harness, qemu, kernel, manifest, cmdline string
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, "-machine", "q35,accel=kvm:tcg", "-cpu", "max", "-m", "2048", "-smp", "2",
+	args := append([]string{"-machine", "q35", "-cpu", bootCPU, "-m", "2048", "-smp", "2"}, accel.Args()...)
+	cmd := exec.CommandContext(ctx, qemuBin, append(args,
 		"-nographic", "-nodefaults", "-no-reboot", "-serial", "stdio",
 		"-kernel", kernel, "-initrd", filepath.Join(dir, "kata.initrd"),
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 loglevel=4 systemd.show_status=1 "+cmdline))
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 loglevel=4 systemd.show_status=1 "+cmdline))...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("qemu: %v\n%s", err, tail(out))

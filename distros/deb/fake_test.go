@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -52,6 +53,41 @@ type archiveOpts struct {
 	listPlain  bool            // list the uncompressed Packages in the Release too, as Debian does
 	hits       map[string]int  // request counts by path, filled in
 	mu         *sync.Mutex
+
+	// releaseOf serves, for suite key, the validly signed InRelease of suite value (a replay).
+	releaseOf map[string]string
+	// byHash says Acquire-By-Hash: yes and also serves each Packages.xz under by-hash/SHA256/<hash>.
+	byHash bool
+	// syncing serves, under the plain name, a newer Packages.xz than the Release lists, as a mirror
+	// does between updating its indexes and its InRelease.
+	syncing bool
+	// packages replaces testdata's plain Packages index of a suite.
+	packages map[string][]byte
+	// editXZ, when set, changes each compressed Packages index before it is listed and served.
+	editXZ func(t testing.TB, xz []byte) []byte
+	// plainSize, when set, is the size the Release lists for the plain Packages (with listPlain).
+	plainSize int64
+	// handle serves a request instead of the archive when it returns true.
+	handle func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// codenames are the fake suites' Codename fields; the server also serves each suite under its codename.
+var codenames = map[string]string{"stable": "bolt", "stable-updates": "bolt-updates"}
+
+func xzCompress(t testing.TB, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // fakeArchive serves testdata/archive as a signed two-suite archive and returns its base URI and keyring path.
@@ -66,32 +102,40 @@ func fakeArchive(t *testing.T, o archiveOpts) (string, string) {
 		"stable":         time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC),
 		"stable-updates": time.Date(2026, 1, 5, 8, 30, 0, 0, time.UTC),
 	}
+	signed := map[string][]byte{}
 	for suite, date := range dates {
-		plain, err := os.ReadFile(filepath.Join("testdata/archive", suite, "Packages"))
-		if err != nil {
-			t.Fatal(err)
+		plain, ok := o.packages[suite]
+		if !ok {
+			var err error
+			if plain, err = os.ReadFile(filepath.Join("testdata/archive", suite, "Packages")); err != nil {
+				t.Fatal(err)
+			}
 		}
-		var xzb bytes.Buffer
-		w, err := xz.NewWriter(&xzb)
-		if err != nil {
-			t.Fatal(err)
+		xzb := xzCompress(t, plain)
+		if o.editXZ != nil {
+			xzb = o.editXZ(t, xzb)
 		}
-		w.Write(plain)
-		w.Close()
-		sum := sha256.Sum256(xzb.Bytes())
+		sum := sha256.Sum256(xzb)
 		var rel bytes.Buffer
-		fmt.Fprintf(&rel, "Origin: Fake\nSuite: %s\nDate: %s\n", suite, date.Format(time.RFC1123))
+		fmt.Fprintf(&rel, "Origin: Fake\nSuite: %s\nCodename: %s\nDate: %s\n", suite, codenames[suite], date.Format(time.RFC1123))
 		if !o.validUntil.IsZero() {
 			fmt.Fprintf(&rel, "Valid-Until: %s\n", o.validUntil.Format(time.RFC1123))
 		}
+		if o.byHash {
+			fmt.Fprintf(&rel, "Acquire-By-Hash: yes\n")
+		}
 		fmt.Fprintf(&rel, "Architectures: amd64\nComponents: main\nSHA256:\n %s %d main/binary-amd64/Packages.xz\n",
-			hex.EncodeToString(sum[:]), xzb.Len())
+			hex.EncodeToString(sum[:]), len(xzb))
 		if o.listPlain {
 			psum := sha256.Sum256(plain)
-			fmt.Fprintf(&rel, " %s %d main/binary-amd64/Packages\n", hex.EncodeToString(psum[:]), len(plain))
+			size := int64(len(plain))
+			if o.plainSize != 0 {
+				size = o.plainSize
+			}
+			fmt.Fprintf(&rel, " %s %d main/binary-amd64/Packages\n", hex.EncodeToString(psum[:]), size)
 		}
-		var signed bytes.Buffer
-		cw, err := clearsign.Encode(&signed, o.signer.PrivateKey, &packet.Config{Time: func() time.Time { return testNow.Add(-time.Minute) }})
+		var sb bytes.Buffer
+		cw, err := clearsign.Encode(&sb, o.signer.PrivateKey, &packet.Config{Time: func() time.Time { return testNow.Add(-time.Minute) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,18 +143,41 @@ func fakeArchive(t *testing.T, o archiveOpts) (string, string) {
 		if err := cw.Close(); err != nil {
 			t.Fatal(err)
 		}
-		files["/debian/dists/"+suite+"/InRelease"] = signed.Bytes()
-		pk := xzb.Bytes()
+		signed[suite] = sb.Bytes()
+		pk := xzb
 		if o.corrupt {
 			pk = append(bytes.Clone(pk[:len(pk)-1]), pk[len(pk)-1]^0xff)
 		}
+		if o.byHash {
+			files["/debian/dists/"+suite+"/main/binary-amd64/by-hash/SHA256/"+hex.EncodeToString(sum[:])] = pk
+		}
+		if o.syncing {
+			pk = xzCompress(t, append(bytes.Clone(plain), "\nPackage: newer\nVersion: 1\nArchitecture: all\n"...))
+		}
 		files["/debian/dists/"+suite+"/main/binary-amd64/Packages.xz"] = pk
+	}
+	for suite := range dates {
+		from := suite
+		if f, ok := o.releaseOf[suite]; ok {
+			from = f
+		}
+		files["/debian/dists/"+suite+"/InRelease"] = signed[from]
+	}
+	for suite, code := range codenames { // like the codename symlinks under dists/ on a real mirror
+		for p, b := range maps.Clone(files) {
+			if rest, ok := strings.CutPrefix(p, "/debian/dists/"+suite+"/"); ok {
+				files["/debian/dists/"+code+"/"+rest] = b
+			}
+		}
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.hits != nil {
 			o.mu.Lock()
 			o.hits[r.URL.Path]++
 			o.mu.Unlock()
+		}
+		if o.handle != nil && o.handle(w, r) {
+			return
 		}
 		b, ok := files[r.URL.Path]
 		if !ok {

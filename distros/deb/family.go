@@ -2,6 +2,7 @@ package deb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -73,7 +74,11 @@ func (Family) Resolve(ctx context.Context, r family.Request, opts family.Resolve
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return Resolve(ctx, req, Opts{Client: client, CacheDir: opts.CacheDir})
+	lk, err := Resolve(ctx, req, Opts{Client: client, CacheDir: opts.CacheDir, Previous: opts.Previous, AllowDowngrade: opts.AllowDowngrade})
+	if errors.Is(err, ErrDowngrade) {
+		return nil, fmt.Errorf("%w (rootfsc lock --allow-downgrade accepts it)", err)
+	}
+	return lk, err
 }
 
 // Platform implements [family.Family]: Debian's architecture names as OCI platforms.

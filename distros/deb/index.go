@@ -3,7 +3,6 @@ package deb
 import (
 	"bytes"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"pault.ag/go/debian/version"
@@ -72,7 +71,7 @@ func parsePackages(b []byte, suite, arch string, emit func(*pkg)) error {
 			case "SHA256":
 				p.SHA256 = v
 			case "Size":
-				n, err := strconv.ParseInt(v, 10, 64)
+				n, err := parseSize(v)
 				if err != nil {
 					return fmt.Errorf("package %s: bad Size %q", p.Name, v)
 				}

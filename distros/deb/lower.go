@@ -253,17 +253,6 @@ func installScript(essential, rest []string) string {
 	return b.String()
 }
 
-func isSHA256(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // valid reports whether s is non-empty, starts with an alphanumeric and
 // otherwise holds only alphanumerics and the given punctuation, as Debian

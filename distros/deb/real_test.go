@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,7 +145,7 @@ func TestBootstrapRealKernelModules(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	b, err := httpGet(context.Background(), http.DefaultClient, uri+"/"+l.Kernel.Filename)
+	b, err := httpGet(context.Background(), http.DefaultClient, uri+"/"+l.Kernel.Filename, l.Kernel.Size, "the size the lock pins")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +277,7 @@ func TestExtractRealDebs(t *testing.T) {
 		if !slices.Contains([]string{"base-files", "bash", "coreutils", "libc6", "usr-is-merged", "passwd"}, p.Name) {
 			continue
 		}
-		b, err := httpGet(context.Background(), http.DefaultClient, uris[p.Suite]+"/"+p.Filename)
+		b, err := httpGet(context.Background(), http.DefaultClient, uris[p.Suite]+"/"+p.Filename, p.Size, "the size the lock pins")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,5 +297,46 @@ func TestExtractRealDebs(t *testing.T) {
 	}
 	if fi, err := os.Lstat(filepath.Join(root, "bin")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Errorf("merged-/usr link bin replaced: %v", err)
+	}
+}
+
+// recorder is a RoundTripper that records the URLs requested through it.
+type recorder struct {
+	mu   sync.Mutex
+	urls []string
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.urls = append(r.urls, req.URL.String())
+	r.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// Debian's Releases say Acquire-By-Hash: yes and name their suite in Suite or Codename
+// (bookworm-security is Suite: stable-security, Codename: bookworm-security); the resolver must
+// accept them and fetch every index by hash.
+func TestResolveRealMirrorByHash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("resolves against the host's real mirror")
+	}
+	req := bookwormRequest(t)
+	rec := &recorder{}
+	if _, err := Resolve(context.Background(), req, Opts{Client: &http.Client{Transport: rec}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range req.Suites {
+		n := 0
+		for _, u := range rec.urls {
+			if strings.HasPrefix(u, s.URI+"/dists/"+s.Name+"/main/binary-amd64/by-hash/SHA256/") {
+				n++
+			}
+			if strings.HasSuffix(u, "/dists/"+s.Name+"/main/binary-amd64/Packages.xz") {
+				t.Errorf("%s fetched by name, not by hash", u)
+			}
+		}
+		if n != 1 {
+			t.Errorf("suite %s: %d by-hash fetches of main's Packages, want 1 (requests: %v)", s.Name, n, rec.urls)
+		}
 	}
 }

@@ -50,6 +50,15 @@ type Opts struct {
 	Client   *http.Client     // default http.DefaultClient
 	CacheDir string           // verified Packages.xz files, keyed by sha256; "" disables the cache
 	Now      func() time.Time // default time.Now; checked against Valid-Until and key expiry
+
+	// Previous is the lock the manifest had before this resolve, stale or not; nil when there is
+	// none. A suite's Release dated before the one Previous was made from is refused with
+	// [ErrDowngrade]: a mirror serving an old, validly signed Release would roll the guest back to
+	// packages with known holes.
+	Previous *lock.Lock
+	// AllowDowngrade accepts a Release older than Previous's (a mirror restored from a backup, a
+	// deliberate move to an older snapshot).
+	AllowDowngrade bool
 }
 
 // preferredAlternatives are chosen over earlier alternatives of the same dependency:
@@ -128,6 +137,15 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 	if err != nil {
 		return nil, err
 	}
+	prev := map[string]time.Time{}
+	if opts.Previous != nil && !opts.AllowDowngrade {
+		for _, s := range opts.Previous.Suites {
+			// A date the lock cannot give is no evidence of a newer Release.
+			if t, err := time.Parse(time.RFC3339, s.Date); err == nil {
+				prev[s.Name] = t
+			}
+		}
+	}
 	suites := slices.Clone(req.Suites)
 	sort.SliceStable(suites, func(i, j int) bool { return suites[i].Name < suites[j].Name })
 
@@ -138,7 +156,7 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 		go func() {
 			defer wg.Done()
 			r := &results[i]
-			r.rel, r.err = fetchRelease(ctx, client, s, keyring, now())
+			r.rel, r.err = fetchRelease(ctx, client, s, keyring, now(), prev[s.Name])
 			if r.err != nil {
 				return
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +13,9 @@ import (
 
 // CurrentVersion is the lockfile format version written by [Lock.Write].
 const CurrentVersion = 1
+
+// maxSize bounds the lockfiles [Read] accepts; a lock of a Debian rootfs is about 50 KB.
+const maxSize = 16 << 20
 
 // ErrStale is returned (wrapped, with a reason) by [Lock.Verify] when a lock no longer matches its inputs.
 var ErrStale = errors.New("lock is stale")
@@ -130,7 +134,12 @@ func (l *Lock) Write(path string) error {
 
 // Read reads and decodes the lock at path, rejecting unknown fields and versions.
 func Read(path string) (*Lock, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read lock: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read lock: %w", err)
 	}
@@ -141,13 +150,21 @@ func Read(path string) (*Lock, error) {
 	return l, nil
 }
 
-// Parse decodes a lock, rejecting unknown fields and versions.
+// Parse decodes a lock, rejecting unknown fields and versions, data after the lock's object
+// and a lock larger than Read would read.
 func Parse(b []byte) (*Lock, error) {
+	if len(b) > maxSize {
+		return nil, fmt.Errorf("larger than %d bytes", maxSize)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var l Lock
 	if err := dec.Decode(&l); err != nil {
 		return nil, err
+	}
+	// A second object or stray text means the file is not what Write wrote (a bad merge, say).
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the lock's JSON object")
 	}
 	if l.Version != CurrentVersion {
 		return nil, fmt.Errorf("unsupported version %d (want %d)", l.Version, CurrentVersion)

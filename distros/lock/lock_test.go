@@ -142,13 +142,16 @@ func TestReadErrors(t *testing.T) {
 		{"version", `{"version": 2}`, "unsupported version 2"},
 		{"unknown field", `{"version": 1, "bogus": true}`, "unknown field"},
 		{"garbage", `nope`, "invalid character"},
+		{"trailing data", `{"version": 1}{"version": 1, "packages": []}`, "read lock %s: data after the lock's JSON object"},
+		{"trailing garbage", `{"version": 1} nope`, "read lock %s: data after the lock's JSON object"},
+		{"too large", `{"version": 1, "distro": "` + strings.Repeat("x", maxSize) + `"}`, "read lock %s: larger than 16777216 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := filepath.Join(dir, tt.name+".json")
 			os.WriteFile(p, []byte(tt.content), 0o644)
 			_, err := Read(p)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
+			if want := strings.ReplaceAll(tt.want, "%s", p); err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("Read() error = %v, want containing %q", err, tt.want)
 			}
 		})
