@@ -253,7 +253,6 @@ func installScript(essential, rest []string) string {
 	return b.String()
 }
 
-
 // valid reports whether s is non-empty, starts with an alphanumeric and
 // otherwise holds only alphanumerics and the given punctuation, as Debian
 // package names, versions and architectures do.
