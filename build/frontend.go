@@ -183,34 +183,42 @@ func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State,
 		return nil, err
 	}
 	platform := p.Platform()
-	check, err := lowered.Check.Marshal(ctx, bkllb.Platform(platform))
-	if err != nil {
-		return nil, err
-	}
 	// The check first: a rootfs that fails it is never exported.
-	if _, err := c.Solve(ctx, gwclient.SolveRequest{Definition: check.ToPB(), Evaluate: true}); err != nil {
+	if _, err := solveState(ctx, c, lowered.Check, platform, true); err != nil {
 		return nil, err
 	}
-	def, err := lowered.Rootfs.Marshal(ctx, bkllb.Platform(platform))
+	ref, err := solveState(ctx, c, lowered.Rootfs, platform, false)
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB()})
+	return imageResult(ref, p.ImageConfig(labels), p.Epoch)
+}
+
+// solveState marshals st for platform and solves it (evaluated, when asked, even if nothing
+// reads its result).
+func solveState(ctx context.Context, c gwclient.Client, st bkllb.State, platform ocispecs.Platform, evaluate bool) (gwclient.Reference, error) {
+	def, err := st.Marshal(ctx, bkllb.Platform(platform))
 	if err != nil {
 		return nil, err
 	}
-	ref, err := r.SingleRef()
+	r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB(), Evaluate: evaluate})
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := json.Marshal(p.ImageConfig(labels))
+	return r.SingleRef()
+}
+
+// imageResult is ref as the build's result, with the image config and the epoch every exporter
+// uses.
+func imageResult(ref gwclient.Reference, img ocispecs.Image, epoch int64) (*gwclient.Result, error) {
+	cfg, err := json.Marshal(img)
 	if err != nil {
 		return nil, err
 	}
 	res := gwclient.NewResult()
 	res.SetRef(ref)
 	res.AddMeta(exptypes.ExporterImageConfigKey, cfg)
-	res.AddMeta(commonexptypes.ExporterEpochKey, []byte(strconv.FormatInt(p.Epoch, 10)))
+	res.AddMeta(commonexptypes.ExporterEpochKey, []byte(strconv.FormatInt(epoch, 10)))
 	return res, nil
 }
 

@@ -7,7 +7,6 @@ package build
 import (
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -17,8 +16,6 @@ import (
 	"time"
 
 	bkllb "github.com/moby/buildkit/client/llb"
-	"github.com/moby/buildkit/exporter/containerimage/exptypes"
-	commonexptypes "github.com/moby/buildkit/exporter/exptypes"
 	gwclient "github.com/moby/buildkit/frontend/gateway/client"
 	"github.com/moby/buildkit/frontend/gateway/grpcclient"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -190,15 +187,7 @@ func FrontendImage(ctx context.Context, req FrontendImageRequest) (*engine.Resul
 				})
 		}
 		st := bkllb.Scratch().File(fa, bkllb.WithCustomName("rootfsc frontend image"))
-		def, err := st.Marshal(ctx, bkllb.LinuxAmd64)
-		if err != nil {
-			return nil, err
-		}
-		r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB()})
-		if err != nil {
-			return nil, err
-		}
-		ref, err := r.SingleRef()
+		ref, err := solveState(ctx, c, st, ocispecs.Platform{OS: "linux", Architecture: "amd64"}, false)
 		if err != nil {
 			return nil, err
 		}
@@ -216,15 +205,7 @@ func FrontendImage(ctx context.Context, req FrontendImageRequest) (*engine.Resul
 			},
 			RootFS: ocispecs.RootFS{Type: "layers"},
 		}
-		cfg, err := json.Marshal(img)
-		if err != nil {
-			return nil, err
-		}
-		res := gwclient.NewResult()
-		res.SetRef(ref)
-		res.AddMeta(exptypes.ExporterImageConfigKey, cfg)
-		res.AddMeta(commonexptypes.ExporterEpochKey, []byte(strconv.FormatInt(req.Epoch, 10)))
-		return res, nil
+		return imageResult(ref, img, req.Epoch)
 	}
 	for i, k := range req.Keyrings {
 		dirs[fmt.Sprintf("keyring%d", i)] = filepath.Dir(k)
