@@ -183,11 +183,15 @@ func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State,
 		return nil, err
 	}
 	platform := p.Platform()
-	// The check first: a rootfs that fails it is never exported.
-	if _, err := solveState(ctx, c, lowered.Check, platform, true); err != nil {
+	imports, err := cacheImports(c.BuildOpts().Opts)
+	if err != nil {
 		return nil, err
 	}
-	ref, err := solveState(ctx, c, lowered.Rootfs, platform, false)
+	// The check first: a rootfs that fails it is never exported.
+	if _, err := solveState(ctx, c, lowered.Check, platform, true, imports); err != nil {
+		return nil, err
+	}
+	ref, err := solveState(ctx, c, lowered.Rootfs, platform, false, imports)
 	if err != nil {
 		return nil, err
 	}
@@ -196,12 +200,12 @@ func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State,
 
 // solveState marshals st for platform and solves it (evaluated, when asked, even if nothing
 // reads its result).
-func solveState(ctx context.Context, c gwclient.Client, st bkllb.State, platform ocispecs.Platform, evaluate bool) (gwclient.Reference, error) {
+func solveState(ctx context.Context, c gwclient.Client, st bkllb.State, platform ocispecs.Platform, evaluate bool, imports []gwclient.CacheOptionsEntry) (gwclient.Reference, error) {
 	def, err := st.Marshal(ctx, bkllb.Platform(platform))
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB(), Evaluate: evaluate})
+	r, err := c.Solve(ctx, gwclient.SolveRequest{Definition: def.ToPB(), Evaluate: evaluate, CacheImports: imports})
 	if err != nil {
 		return nil, err
 	}
@@ -273,4 +277,24 @@ func (p *Plan) ImageConfig(labels map[string]string) ocispecs.Image {
 		},
 		RootFS: ocispecs.RootFS{Type: "layers"},
 	}
+}
+
+// cacheImports are the caches the client imports (rootfsc --cache-from, buildctl
+// --import-cache): BuildKit hands them to the frontend as the cache-imports option, and only the
+// frontend's own solves can use them.
+func cacheImports(opts map[string]string) ([]gwclient.CacheOptionsEntry, error) {
+	var out []gwclient.CacheOptionsEntry
+	if s := opts["cache-imports"]; s != "" {
+		var in []struct {
+			Type  string
+			Attrs map[string]string
+		}
+		if err := json.Unmarshal([]byte(s), &in); err != nil {
+			return nil, fmt.Errorf("cache-imports %q: %w", s, err)
+		}
+		for _, e := range in {
+			out = append(out, gwclient.CacheOptionsEntry{Type: e.Type, Attrs: e.Attrs})
+		}
+	}
+	return out, nil
 }

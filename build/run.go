@@ -187,7 +187,7 @@ func FrontendImage(ctx context.Context, req FrontendImageRequest) (*engine.Resul
 				})
 		}
 		st := bkllb.Scratch().File(fa, bkllb.WithCustomName("rootfsc frontend image"))
-		ref, err := solveState(ctx, c, st, ocispecs.Platform{OS: "linux", Architecture: "amd64"}, false)
+		ref, err := solveState(ctx, c, st, ocispecs.Platform{OS: "linux", Architecture: "amd64"}, false, nil)
 		if err != nil {
 			return nil, err
 		}

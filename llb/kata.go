@@ -462,17 +462,22 @@ func (l *layers) rootfs() (*Result, error) {
 		}
 		add("files", st)
 	}
-	switch len(parts) {
-	case 0:
+	if len(parts) == 0 {
 		return nil, errors.New("nothing to build: no distro, agent, modules, policy or files")
-	case 1:
-		res.Rootfs = parts[0]
-	default:
-		res.Rootfs = bkllb.Merge(parts, bkllb.WithCustomName(fmt.Sprintf("rootfs: merge %d layers", len(parts))))
 	}
-	run := l.check(res.Rootfs, agent)
+	merged := parts[0]
+	if len(parts) > 1 {
+		merged = bkllb.Merge(parts, bkllb.WithCustomName(fmt.Sprintf("rootfs: merge %d layers", len(parts))))
+	}
+	run := l.check(merged, agent)
 	res.Check = run.Root()
 	res.Checked = run.GetMount(CheckTarget)
+	// The check becomes an ancestor of what is exported, so a cache export (which holds only
+	// the result's ancestors) has it: the diff of a state with itself is empty, and a merge skips
+	// empty inputs, so the rootfs keeps its content and its layers.
+	res.Rootfs = bkllb.Merge(append(append([]bkllb.State(nil), parts...),
+		bkllb.Diff(res.Check, res.Check, bkllb.WithCustomName("check: passed"))),
+		bkllb.WithCustomName(fmt.Sprintf("rootfs: %d layers after the check", len(parts))))
 	return res, nil
 }
 
