@@ -14,6 +14,7 @@ import (
 	rcue "github.com/rootfsc/rootfsc/cue"
 	"github.com/rootfsc/rootfsc/distros"
 	"github.com/rootfsc/rootfsc/engine"
+	"github.com/rootfsc/rootfsc/internal/rootfs"
 	"github.com/rootfsc/rootfsc/kata"
 )
 
@@ -320,12 +321,28 @@ func runInternal(e *env, args []string) int {
 		switch args[0] {
 		case "extract":
 			return distros.Helper(e.ctx, args[1:], e.stderr)
+		case "strip-acls":
+			return internalStripACLs(e, args[1:])
 		case "check":
 			return internalCheck(e, args[1:])
 		}
 	}
-	fmt.Fprintln(e.stderr, "rootfsc internal: extract or check (used inside builds)")
+	fmt.Fprintln(e.stderr, "rootfsc internal: extract, strip-acls or check (used inside builds)")
 	return 2
+}
+
+func internalStripACLs(e *env, args []string) int {
+	fs := flags("internal strip-acls")
+	root := fs.String("root", "", "the tree whose POSIX ACLs go")
+	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() != 0 {
+		fmt.Fprintln(e.stderr, "usage: rootfsc internal strip-acls --root DIR")
+		return 2
+	}
+	if err := rootfs.StripACLs(*root); err != nil {
+		fmt.Fprintf(e.stderr, "rootfsc internal strip-acls: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 func internalCheck(e *env, args []string) int {

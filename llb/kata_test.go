@@ -318,6 +318,7 @@ func TestLowerKataExecs(t *testing.T) {
 	want := map[string][]string{
 		"systemd": {
 			"base: dpkg --install 4 packages",
+			"base: drop POSIX ACLs",
 			"base: extract 2 essential packages",
 			"check: check --root /target --init systemd --agent /.rootfsc-agent/usr/bin/kata-agent",
 			"kata: chrony to the PTP clock; slim (units, docs, man pages, locales)",
@@ -326,6 +327,7 @@ func TestLowerKataExecs(t *testing.T) {
 		},
 		"agent-init": {
 			"base: dpkg --install 4 packages",
+			"base: drop POSIX ACLs",
 			"base: extract 2 essential packages",
 			"check: check --root /target --init agent --agent /.rootfsc-agent/usr/sbin/init",
 			"kata: chrony to the PTP clock",

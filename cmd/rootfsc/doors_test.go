@@ -437,7 +437,7 @@ func TestOCIOutput(t *testing.T) {
 
 // execNames are the name prefixes of the lowering's exec ops for doorsManifest: the two stages
 // of the base, the Kata edits of the base and the check.
-var execNames = []string{"base: extract ", "base: dpkg --install ", "kata: chrony", "check: "}
+var execNames = []string{"base: extract ", "base: dpkg --install ", "base: drop POSIX ACLs", "kata: chrony", "check: "}
 
 // Acceptance 3: two daemons with separate state share a local cache: the second builds from the
 // first's cache export without running any exec op.

@@ -55,6 +55,16 @@ func (Family) Lower(r family.Request, lk *lock.Lock, opts family.LowerOpts) (*fa
 	debDir := fetch(debs, pg)
 	st := extractEssential(debDir, opts.Helper, debs, pg)
 	st = install(st, debDir, debs, lk.SourceDateEpoch, pg)
+	// Image layers cannot carry POSIX ACLs (containerd's layer writer keeps only
+	// security.capability), so they go here, and the tar, dir and image outputs and a build from
+	// an imported cache all hold the same tree (systemd-tmpfiles sets the journal's again at boot).
+	st = bkllb.Scratch().Run(
+		bkllb.Args([]string{family.HelperDir + "/rootfsc", "internal", "strip-acls", "--root", TargetDir}),
+		bkllb.AddMount(family.HelperDir, opts.Helper, bkllb.Readonly),
+		bkllb.Network(bkllb.NetModeNone),
+		bkllb.WithCustomName("base: drop POSIX ACLs"),
+		pg,
+	).AddMount(TargetDir, st)
 	// Stage 1, stage 2 and the removal of the mount point are three layers; one copy makes them
 	// one, so the base is one layer of an image (owners, modes, xattrs, hard links and times
 	// are kept by BuildKit's copy).

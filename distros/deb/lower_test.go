@@ -92,8 +92,8 @@ func TestLowerGolden(t *testing.T) {
 			}
 		}
 	}
-	if execs != 2 {
-		t.Errorf("got %d exec ops, want 2", execs)
+	if execs != 3 {
+		t.Errorf("got %d exec ops, want 3 (extract, dpkg, drop ACLs)", execs)
 	}
 }
 
