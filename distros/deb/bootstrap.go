@@ -36,6 +36,11 @@ func Bootstrap(ctx context.Context, root string, debs []string, opts BootstrapOp
 		only = append(only, c)
 	}
 	// The tree is written through os.Root, which never leaves root, link or no link.
+	// The root itself may be new (a folder the caller names); everything in it is made
+	// through r, never by path.
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
