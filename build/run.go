@@ -91,28 +91,17 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	res, err := engine.Build(ctx, Frontend, outputs, eo)
 	if err != nil {
-		return nil, p.explain(err)
+		return nil, p.explain(context.WithoutCancel(ctx), err)
 	}
 	return &Result{Plan: p, Outputs: outputs, Engine: res}, nil
 }
 
-// explain turns BuildKit's "digest mismatch sha256:…" into an error that names the locked
-// package whose bytes did not match, since the digest alone means nothing to a user.
-func (p *Plan) explain(err error) error {
-	msg := err.Error()
-	lk := p.Lock
-	if lk == nil || !strings.Contains(msg, "digest mismatch") {
+// explain asks the family what a failed build's error says about a locked package.
+func (p *Plan) explain(ctx context.Context, err error) error {
+	if p.Family == nil || p.Lock == nil {
 		return err
 	}
-	if k := lk.Kernel; k != nil && strings.Contains(msg, "sha256:"+k.SHA256) {
-		return fmt.Errorf("kernel package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w", k.Name, k.Version, k.Filename, k.SHA256, err)
-	}
-	for _, pk := range lk.Packages {
-		if strings.Contains(msg, "sha256:"+pk.SHA256) {
-			return fmt.Errorf("package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w", pk.Name, pk.Version, pk.Filename, pk.SHA256, err)
-		}
-	}
-	return err
+	return p.Family.Explain(ctx, p.Request, p.Lock, err)
 }
 
 // RunFrontend serves [Frontend] to the buildkitd that started this process as an image frontend.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -322,7 +323,11 @@ func mirrorProxy(t *testing.T, tamper func(path string, body []byte) []byte) str
 			return
 		}
 		if resp.StatusCode == http.StatusOK {
-			body = tamper(rest, body)
+			// A tamper function that returns nil hides the file.
+			if body = tamper(rest, body); body == nil {
+				http.NotFound(w, r)
+				return
+			}
 		}
 		w.WriteHeader(resp.StatusCode)
 		w.Write(body)
@@ -342,13 +347,34 @@ func TestTamperedPackage(t *testing.T) {
 		return body
 	})
 	out := h.run(dir, false, "build", "--progress=plain", "--mirror", mirror, "m.cue")
-	if !strings.Contains(out, "iproute2") {
-		t.Errorf("the error does not name the tampered package:\n%s", tail([]byte(out)))
+	if !regexp.MustCompile(`package iproute2 \S+ \(pool/\S+/iproute2_\S+\.deb\): the mirror's bytes do not match the lock's sha256 [0-9a-f]{64}`).MatchString(out) {
+		t.Errorf("the error does not name the tampered package and the lock's sha256:\n%s", tail([]byte(out)))
 	}
 	if _, err := os.Stat(filepath.Join(dir, "rootfs")); !os.IsNotExist(err) {
 		t.Errorf("output left behind after a failed build: %v", err)
 	}
 	assertNoTemp(t, dir)
+}
+
+// TestMissingPackage: a mirror without a locked package's file. BuildKit hashes the empty body of
+// the 404 and reports a digest mismatch; rootfsc says the mirror has no such file, with the URL.
+func TestMissingPackage(t *testing.T) {
+	h := newHarness(t)
+	dir := writeManifest(t, manifest)
+	h.run(dir, true, "lock", "m.cue")
+	mirror := mirrorProxy(t, func(path string, body []byte) []byte {
+		if strings.Contains(path, "/iproute2_") && strings.HasSuffix(path, ".deb") {
+			return nil
+		}
+		return body
+	})
+	out := h.run(dir, false, "build", "--locked", "--progress=plain", "--mirror", mirror, "m.cue")
+	if !regexp.MustCompile(`package iproute2 \S+: the mirror has no such file: http://127\.0\.0\.1:\d+/debian/pool/\S+/iproute2_\S+\.deb \(404 Not Found\)`).MatchString(out) {
+		t.Errorf("the error does not say the mirror has no such file, with its URL:\n%s", tail([]byte(out)))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "rootfs")); !os.IsNotExist(err) {
+		t.Errorf("output left behind after a failed build: %v", err)
+	}
 }
 
 func TestBadSignature(t *testing.T) {
@@ -361,8 +387,8 @@ func TestBadSignature(t *testing.T) {
 		return body
 	})
 	out := h.run(dir, false, "build", "--mirror", mirror, "m.cue")
-	if !strings.Contains(out, "InRelease") && !strings.Contains(out, "signature") {
-		t.Errorf("the error does not name the signature:\n%s", out)
+	if !regexp.MustCompile(`suite bookworm: bad signature on http://127\.0\.0\.1:\d+/debian/dists/bookworm/InRelease: `).MatchString(out) {
+		t.Errorf("the error does not name the suite, the InRelease and the bad signature:\n%s", out)
 	}
 	for _, p := range []string{"rootfs", "m.cue.lock.json"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); !os.IsNotExist(err) {

@@ -80,4 +80,8 @@ type Family interface {
 	Lower(Request, *lock.Lock, LowerOpts) (*Base, error)
 	// Platform maps the family's architecture name to an OCI platform.
 	Platform(arch string) ocispecs.Platform
+	// Explain turns a build error about a locked package's bytes into one that names the
+	// package and says what the mirror did (no such file, other bytes); other errors come back
+	// as they are.
+	Explain(ctx context.Context, req Request, lk *lock.Lock, err error) error
 }
