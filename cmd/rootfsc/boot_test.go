@@ -28,16 +28,17 @@ func TestBoot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v (make test installs Debian's qemu-system-x86)", err)
 	}
-	// A /dev/kvm that nested virtualisation cannot use makes qemu abort rather than fall back
-	// (accel=kvm:tcg only falls back when KVM does not open), so the probe runs a guest first.
-	accel, err := qemu.Detect(context.Background(), qemu.Opts{Binary: qemuBin, CPU: bootCPU})
+	kernel := debianKernel(t, h)
+	// A /dev/kvm that nested virtualisation cannot use makes qemu abort, or lets the firmware run
+	// and then hangs the kernel, rather than fall back (accel=kvm:tcg only falls back when KVM
+	// does not open), so the probe boots this kernel under KVM first.
+	accel, err := qemu.Detect(context.Background(), qemu.Opts{Binary: qemuBin, CPU: bootCPU, Kernel: kernel})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !accel.KVM() {
 		t.Logf("booting with TCG: %s", accel.Reason)
 	}
-	kernel := debianKernel(t, h)
 
 	// The policy's answers as the stand-in prints them, after OPA got the default policy.
 	answers := []string{

@@ -46,13 +46,17 @@ type Opts struct {
 	// Timeout bounds the probe VM's run; default 10 s. A guest that has not written within it
 	// counts as KVM not working.
 	Timeout time.Duration
+	// Kernel, when set, is a Linux kernel the probe boots (without an initrd) instead of the
+	// firmware alone, and KVM counts as working only once the kernel prints its banner: on some
+	// nested hosts the firmware runs under KVM and the kernel then hangs before its first line.
+	Kernel string
 }
 
 // kvmDevice is KVM's device node; a variable for tests.
 var kvmDevice = "/dev/kvm"
 
 // Probe runs a VM with KVM for as long as it takes its firmware to print (a few tens of
-// milliseconds when KVM works) and returns "kvm" when it did, else "tcg" with the reason: no
+// milliseconds when KVM works) (or, with [Opts.Kernel], for the kernel to print its banner) and returns "kvm" when it did, else "tcg" with the reason: no
 // /dev/kvm, qemu's own error (such as "failed to set MSR 0x10a"), or no guest output in time.
 // It returns an error only when qemu cannot be started at all.
 func Probe(ctx context.Context, opts Opts) (Accel, error) {
@@ -66,10 +70,16 @@ func Probe(ctx context.Context, opts Opts) (Accel, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	cmd := exec.Command(bin, "-machine", "q35", "-accel", "kvm", "-cpu", opts.CPU, "-m", "64", "-smp", "1",
-		"-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none", "-serial", "none", "-parallel", "none",
+	args := []string{"-machine", "q35", "-accel", "kvm", "-cpu", opts.CPU, "-m", "64", "-smp", "1",
+		"-nodefaults", "-display", "none", "-no-reboot", "-monitor", "none", "-parallel", "none"}
+	if opts.Kernel == "" {
 		// SeaBIOS and OVMF both log to port 0x402.
-		"-chardev", "stdio,id=probe", "-device", "isa-debugcon,iobase=0x402,chardev=probe")
+		args = append(args, "-serial", "none", "-chardev", "stdio,id=probe", "-device", "isa-debugcon,iobase=0x402,chardev=probe")
+	} else {
+		args = append(args, "-m", "256", "-serial", "stdio", "-kernel", opts.Kernel,
+			"-append", "console=ttyS0 earlyprintk=serial,ttyS0,115200 loglevel=8 panic=-1")
+	}
+	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // so a wrapper script's children go too
@@ -83,8 +93,12 @@ func Probe(ctx context.Context, opts Opts) (Accel, error) {
 	}
 	ran := make(chan bool, 1)
 	go func() {
-		n, _ := io.ReadFull(out, make([]byte, 1))
-		ran <- n == 1
+		if opts.Kernel == "" {
+			n, _ := io.ReadFull(out, make([]byte, 1))
+			ran <- n == 1
+		} else {
+			ran <- sawBanner(out)
+		}
 		io.Copy(io.Discard, out)
 	}()
 	var a Accel
@@ -102,6 +116,8 @@ func Probe(ctx context.Context, opts Opts) (Accel, error) {
 		return a, nil
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return Accel{}, fmt.Errorf("probing KVM: %w", ctx.Err())
+	case ctx.Err() != nil && opts.Kernel != "":
+		return tcg("%s under KVM printed no banner in %s", opts.Kernel, opts.Timeout), nil
 	case ctx.Err() != nil:
 		return tcg("a VM with KVM gave no sign of running in %s", opts.Timeout), nil
 	}
@@ -110,6 +126,25 @@ func Probe(ctx context.Context, opts Opts) (Accel, error) {
 		msg = "no message"
 	}
 	return tcg("%s with KVM exited before its guest ran (%v): %s", opts.Binary, waitErr, msg), nil
+}
+
+// sawBanner reads a serial console until the kernel's "Linux version" banner; false at its end.
+func sawBanner(r io.Reader) bool {
+	var seen []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		seen = append(seen, buf[:n]...)
+		if bytes.Contains(seen, []byte("Linux version")) {
+			return true
+		}
+		if len(seen) > 1<<16 {
+			seen = seen[len(seen)-64:]
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 func tcg(format string, args ...any) Accel {

@@ -142,3 +142,29 @@ func TestProbeHost(t *testing.T) {
 	}
 	t.Logf("Probe() = %+v in %s", a, time.Since(start))
 }
+
+// TestProbeKernel: with a kernel, only its banner proves KVM; firmware output is not enough
+// (the nested host where SeaBIOS runs under KVM and Linux then hangs).
+func TestProbeKernel(t *testing.T) {
+	for _, tt := range []struct {
+		name, script, want, reason string
+	}{
+		{"kernel prints", "echo 'SeaBIOS (version fake)'\necho '[    0.000000] Linux version 6.1.0-fake'\nexec sleep 30", "kvm", ""},
+		{"firmware only, the kernel hangs", "echo 'SeaBIOS (version fake)'\necho 'Probing EDD (edd=off to disable)... ok'\nexec sleep 30", "tcg",
+			"/boot/vmlinuz-fake under KVM printed no banner in 300ms"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			log := fakeQemu(t, tt.script)
+			a, err := Probe(context.Background(), Opts{Kernel: "/boot/vmlinuz-fake", Timeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Name != tt.want || !strings.Contains(a.Reason, tt.reason) {
+				t.Errorf("Probe() = %+v, want %s with a reason containing %q", a, tt.want, tt.reason)
+			}
+			if got := runs(t, log); len(got) != 1 || !strings.Contains(got[0], "-kernel /boot/vmlinuz-fake") {
+				t.Errorf("qemu runs = %q, want one booting the kernel", got)
+			}
+		})
+	}
+}
