@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	rcue "github.com/rootfsc/rootfsc/cue"
 	"github.com/rootfsc/rootfsc/distros"
@@ -106,6 +107,9 @@ type Plan struct {
 	Epoch int64
 	// Warnings do not stop the build; the caller prints them.
 	Warnings []string
+	// DownloadTimeout bounds one attempt at the base's downloads (0: [DownloadTimeout] of
+	// their size).
+	DownloadTimeout time.Duration
 
 	source        Source
 	contextFS     fs.FS

@@ -19,6 +19,7 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	rcue "github.com/rootfsc/rootfsc/cue"
+	"github.com/rootfsc/rootfsc/distros/family"
 	rllb "github.com/rootfsc/rootfsc/llb"
 )
 
@@ -34,6 +35,9 @@ const (
 	OptMirror = "mirror"
 	// OptEpoch is SOURCE_DATE_EPOCH for an overlay manifest (a lock has its own).
 	OptEpoch = "build-arg:SOURCE_DATE_EPOCH"
+	// OptDownloadTimeout bounds one attempt at the base's downloads (a Go duration; default
+	// [DownloadTimeout] of their size).
+	OptDownloadTimeout = "download-timeout"
 	// OptLabelPrefix sets an image label: label:KEY=VALUE.
 	OptLabelPrefix = "label:"
 	// OptHelper "local" takes the in-build helper from the [LocalHelper] local instead of the
@@ -88,6 +92,13 @@ func Frontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) 
 	plan, err := Prepare(ctx, src, Opts{Mirror: mirror, Locked: true, SourceDateEpoch: epoch})
 	if err != nil {
 		return nil, errors.New(strings.TrimRight(rcue.FormatError(err, dir), "\n"))
+	}
+	if v := opts[OptDownloadTimeout]; v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("option %s=%q: not a positive duration like 10m", OptDownloadTimeout, v)
+		}
+		plan.DownloadTimeout = d
 	}
 	helper, err := helperState(c, opts[OptHelper])
 	if err != nil {
@@ -149,22 +160,40 @@ func solveLocal(ctx context.Context, c gwclient.Client, name string, paths []str
 	return res.SingleRef()
 }
 
+// Lowered is a lowered plan: the rootfs and its check, and the family's base (nil in overlay
+// mode) whose downloads are solved first.
+type Lowered struct {
+	*rllb.Result
+	Base *family.Base
+}
+
 // Lower lowers the plan: the family's base, then the Kata layers over it.
-func (p *Plan) Lower(ctx context.Context, helper bkllb.State) (*rllb.Result, error) {
+func (p *Plan) Lower(ctx context.Context, helper bkllb.State) (*Lowered, error) {
+	return p.lower(ctx, helper, 1)
+}
+
+// lower lowers the plan for a download attempt (see [family.LowerOpts.Attempt]).
+func (p *Plan) lower(ctx context.Context, helper bkllb.State, attempt int) (*Lowered, error) {
 	src := p.sourceMap()
 	in := rllb.Input{
 		Manifest: p.Manifest.Manifest, Epoch: p.Epoch,
 		BuiltinPolicy: p.builtinPolicy, Source: src,
 	}
 	if p.Family != nil {
-		base, err := p.Family.Lower(p.Request, p.Lock, familyLowerOpts(src, p, helper))
+		opts := familyLowerOpts(src, p, helper)
+		opts.Attempt = attempt
+		base, err := p.Family.Lower(p.Request, p.Lock, opts)
 		if err != nil {
 			return nil, err
 		}
 		in.Base = base
 		in.DefaultPackages = p.Manifest.Release.DefaultPackages
 	}
-	return rllb.Lower(ctx, in, rllb.Opts{Helper: helper, Context: LocalContext, BuilderVersion: Version})
+	res, err := rllb.Lower(ctx, in, rllb.Opts{Helper: helper, Context: LocalContext, BuilderVersion: Version})
+	if err != nil {
+		return nil, err
+	}
+	return &Lowered{Result: res, Base: in.Base}, nil
 }
 
 // Platform is the platform of the rootfs.
@@ -178,24 +207,40 @@ func (p *Plan) Platform() ocispecs.Platform {
 // Solve lowers the plan, solves the check and returns the rootfs as the result, with the image
 // config and the epoch the exporters use.
 func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State, labels map[string]string) (*gwclient.Result, error) {
-	lowered, err := p.Lower(ctx, helper)
-	if err != nil {
-		return nil, err
-	}
 	platform := p.Platform()
 	imports, err := cacheImports(c.BuildOpts().Opts)
 	if err != nil {
 		return nil, err
 	}
-	// The check first: a rootfs that fails it is never exported.
-	if _, err := solveState(ctx, c, lowered.Check, platform, true, imports); err != nil {
-		return nil, err
-	}
-	ref, err := solveState(ctx, c, lowered.Rootfs, platform, false, imports)
+	// The downloads first, retried and bounded; then the check: a rootfs that fails it is never
+	// exported.
+	lowered, err := p.download(ctx, c, helper, platform, imports)
 	if err != nil {
 		return nil, err
 	}
+	if _, err := solveState(ctx, c, lowered.Check, platform, true, imports); err != nil {
+		return nil, p.told(ctx, err)
+	}
+	ref, err := solveState(ctx, c, lowered.Rootfs, platform, false, imports)
+	if err != nil {
+		return nil, p.told(ctx, err)
+	}
 	return imageResult(ref, p.ImageConfig(labels), p.Epoch)
+}
+
+// told is the family's explanation of a failed solve as the doors show it. BuildKit sends a
+// build function's error back as the gRPC status of the solve error it wraps, which would drop
+// the explanation's words; an error that was explained keeps only its words.
+func (p *Plan) told(ctx context.Context, err error) error {
+	return flat(err, p.explain(ctx, err))
+}
+
+// flat is ex with only its words when it explains err, else err.
+func flat(err, ex error) error {
+	if ex == err {
+		return err
+	}
+	return errors.New(ex.Error())
 }
 
 // solveState marshals st for platform and solves it (evaluated, when asked, even if nothing

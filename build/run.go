@@ -35,6 +35,8 @@ type Request struct {
 	Labels map[string]string
 	// HelperDir is the folder of the static rootfsc binary that runs inside the build.
 	HelperDir string
+	// DownloadTimeout bounds one attempt at the base's downloads (0: the default of their size).
+	DownloadTimeout time.Duration
 }
 
 // Result is what a build wrote.
@@ -78,6 +80,9 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 	if req.Opts.SourceDateEpoch != nil {
 		attrs[OptEpoch] = strconv.FormatInt(*req.Opts.SourceDateEpoch, 10)
 	}
+	if req.DownloadTimeout > 0 {
+		attrs[OptDownloadTimeout] = req.DownloadTimeout.String()
+	}
 	for k, v := range req.Labels {
 		attrs[OptLabelPrefix+k] = v
 	}
@@ -89,9 +94,10 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 		LocalContext:  req.Source.ContextDir,
 		LocalHelper:   req.HelperDir,
 	}
+	// Frontend explains a failed step itself (both doors name the package).
 	res, err := engine.Build(ctx, Frontend, outputs, eo)
 	if err != nil {
-		return nil, p.explain(context.WithoutCancel(ctx), err)
+		return nil, err
 	}
 	return &Result{Plan: p, Outputs: outputs, Engine: res}, nil
 }

@@ -199,6 +199,7 @@ func runBuild(e *env, args []string) error {
 	var ef engineFlags
 	ef.add(fs, "output as type=dir|tar|initrd|oci|docker,dest=PATH or type=image,name=REF[,push=true] (repeatable; default: the manifest's outputs)")
 	labels := fs.StringToString("label", nil, "an image label KEY=VALUE (repeatable)")
+	downloadTimeout := fs.Duration("download-timeout", 0, "bound one attempt at the package downloads; a mirror slower than that is stalled (default: 2m plus 256 KiB/s of the packages' size)")
 	pos, err := parse(fs, args, 1)
 	if err != nil {
 		return err
@@ -222,6 +223,7 @@ func runBuild(e *env, args []string) error {
 	}
 	res, err := build.Build(e.ctx, build.Request{
 		Source: src, Opts: opts, Outputs: outputs, Engine: ef.opts(e), Labels: *labels, HelperDir: helper,
+		DownloadTimeout: *downloadTimeout,
 	})
 	if res != nil {
 		printWarnings(e, res.Plan)

@@ -52,7 +52,7 @@ func (Family) Lower(r family.Request, lk *lock.Lock, opts family.LowerOpts) (*fa
 		opts.Kernel = bkllb.ProgressGroup("modules", "kernel modules", false)
 	}
 	pg := opts.Base
-	debDir := fetch(debs, pg)
+	debDir := fetch(debs, opts.Attempt, pg)
 	st := extractEssential(debDir, opts.Helper, debs, pg)
 	st = install(st, debDir, debs, lk.SourceDateEpoch, pg)
 	// Image layers cannot carry POSIX ACLs (containerd's layer writer keeps only
@@ -70,34 +70,41 @@ func (Family) Lower(r family.Request, lk *lock.Lock, opts family.LowerOpts) (*fa
 	// are kept by BuildKit's copy).
 	st = bkllb.Scratch().File(bkllb.Copy(st, "/", "/", &bkllb.CopyInfo{CopyDirContentsOnly: true}),
 		bkllb.WithCustomName("base: one layer"), pg)
-	base := &family.Base{State: st}
+	base := &family.Base{State: st, Downloads: debDir}
+	for _, d := range debs {
+		base.DownloadBytes += d.pkg.Size
+	}
 	if r.Kernel != "" {
-		k, err := kernelTree(st, lk, mirrors, opts)
+		k, deb, err := kernelTree(st, lk, mirrors, opts)
 		if err != nil {
 			return nil, err
 		}
 		base.Kernel = k
+		base.Downloads = bkllb.Merge([]bkllb.State{debDir, deb}, bkllb.WithCustomName("downloads"), pg)
+		base.DownloadBytes += lk.Kernel.Size
 	}
 	return base, nil
 }
 
-// kernelTree extracts the lock's kernel package's lib/modules over the base with the helper.
-func kernelTree(base bkllb.State, lk *lock.Lock, mirrors map[string]string, opts family.LowerOpts) (*family.Kernel, error) {
+// kernelTree extracts the lock's kernel package's lib/modules over the base with the helper; it
+// returns the tree and the package's download.
+func kernelTree(base bkllb.State, lk *lock.Lock, mirrors map[string]string, opts family.LowerOpts) (*family.Kernel, bkllb.State, error) {
 	k := lk.Kernel
 	if k == nil {
-		return nil, errors.New("the lock pins no kernel package (run rootfsc lock)")
+		return nil, bkllb.State{}, errors.New("the lock pins no kernel package (run rootfsc lock)")
 	}
 	mirror, ok := mirrors[k.Suite]
 	if !ok || mirror == "" {
-		return nil, fmt.Errorf("kernel %s: no mirror for suite %q", k.Name, k.Suite)
+		return nil, bkllb.State{}, fmt.Errorf("kernel %s: no mirror for suite %q", k.Name, k.Suite)
 	}
 	if !isSHA256(k.SHA256) || !valid(k.Name, "+.-") || k.Filename == "" || strings.HasPrefix(k.Filename, "/") || strings.Contains(k.Filename, "..") {
-		return nil, fmt.Errorf("lock: kernel %s: bad filename %q or sha256 %q", k.Name, k.Filename, k.SHA256)
+		return nil, bkllb.State{}, fmt.Errorf("lock: kernel %s: bad filename %q or sha256 %q", k.Name, k.Filename, k.SHA256)
 	}
 	pg := opts.Kernel
 	debFile := k.Name + ".deb"
 	deb := bkllb.HTTP(strings.TrimSuffix(mirror, "/")+"/"+k.Filename,
 		bkllb.Checksum(digest.Digest("sha256:"+k.SHA256)),
+		attemptHeader(opts.Attempt),
 		bkllb.Filename(debFile),
 		bkllb.WithCustomName("fetch "+k.Name+" "+k.Version),
 		pg,
@@ -114,8 +121,24 @@ func kernelTree(base bkllb.State, lk *lock.Lock, mirrors map[string]string, opts
 	// The mount points are not part of the rootfs.
 	tree := run.File(bkllb.Rm(family.HelperDir, bkllb.WithAllowNotFound(true)).Rm(kernelDir, bkllb.WithAllowNotFound(true)),
 		bkllb.WithCustomName("modules: remove mount points"), pg)
-	return &family.Kernel{Tree: tree, Release: k.Release}, nil
+	return &family.Kernel{Tree: tree, Release: k.Release}, deb, nil
 }
+
+// attemptHeader is what a download attempt after the first changes: BuildKit merges an op with
+// an earlier one of the same cache key, failed or not, for the rest of the build, and the
+// User-Agent is part of an HTTP source's cache key. What the steps over the downloads see is the
+// same files (a read-only mount's cache key is its content), so they stay cached.
+func attemptHeader(attempt int) bkllb.HTTPOption {
+	if attempt <= 1 {
+		return firstAttempt{}
+	}
+	return bkllb.Header(bkllb.HTTPHeader{UserAgent: fmt.Sprintf("rootfsc (download attempt %d)", attempt)})
+}
+
+// firstAttempt leaves an HTTP source as it is.
+type firstAttempt struct{}
+
+func (firstAttempt) SetHTTPOption(*bkllb.HTTPInfo) {}
 
 // deb is one package as it appears in the debs directory.
 type debFile struct {
@@ -166,11 +189,12 @@ func plan(lk *lock.Lock, mirrors map[string]string) ([]debFile, error) {
 }
 
 // fetch downloads every package, checked against its sha256, into one directory.
-func fetch(debs []debFile, pg bkllb.ConstraintsOpt) bkllb.State {
+func fetch(debs []debFile, attempt int, pg bkllb.ConstraintsOpt) bkllb.State {
 	files := make([]bkllb.State, 0, len(debs))
 	for _, d := range debs {
 		files = append(files, bkllb.HTTP(d.url,
 			bkllb.Checksum(digest.Digest("sha256:"+d.pkg.SHA256)),
+			attemptHeader(attempt),
 			bkllb.Filename(d.file),
 			bkllb.WithCustomName("fetch "+d.pkg.Name+" "+d.pkg.Version),
 			pg,

@@ -6,7 +6,10 @@ package family
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	bkllb "github.com/moby/buildkit/client/llb"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -51,6 +54,10 @@ type LowerOpts struct {
 	// Base and Kernel are applied to every op of the base and of the kernel package's modules
 	// (progress group and source location).
 	Base, Kernel bkllb.ConstraintsOpt
+	// Attempt counts the attempts at the downloads from 1. BuildKit merges an op with an earlier
+	// failed one of the same cache key for the rest of the build, so a later attempt must fetch
+	// each file under another cache key that gives the same files.
+	Attempt int
 }
 
 // Base is the lowered distro.
@@ -58,6 +65,11 @@ type Base struct {
 	State bkllb.State
 	// Kernel is set when the request names a kernel package.
 	Kernel *Kernel
+	// Downloads is every file the base fetches from the mirror, merged, and DownloadBytes
+	// their size: the build solves the downloads on their own first, so that a mirror fault
+	// is retried and a stalled mirror is bounded before anything else runs.
+	Downloads     bkllb.State
+	DownloadBytes int64
 }
 
 // Kernel is the base with a kernel package's modules tree added under /usr/lib/modules/Release
@@ -85,3 +97,35 @@ type Family interface {
 	// as they are.
 	Explain(ctx context.Context, req Request, lk *lock.Lock, err error) error
 }
+
+// ErrMirrorFault is wrapped by a family's explanation of a download the mirror failed to serve
+// (a 5xx answer, a refused connection, no answer): worth another attempt, unlike a missing file
+// or other bytes.
+var ErrMirrorFault = errors.New("the mirror failed to serve a file")
+
+// DownloadError is the base's downloads failing after bounded retries; the family's Explain
+// names the file and the mirror.
+type DownloadError struct {
+	// Attempts is how many were made.
+	Attempts int
+	// Stalled is the bound the last attempt reached (0 when the mirror failed instead).
+	Stalled time.Duration
+	// Err is the last attempt's error.
+	Err error
+}
+
+func (e *DownloadError) Error() string {
+	return e.Retries() + ": " + e.Err.Error()
+}
+
+// Retries says what the attempts came to: "gave up after 4 attempts", after "the downloads were
+// not complete after 10m0s, " for a stalled mirror.
+func (e *DownloadError) Retries() string {
+	s := fmt.Sprintf("gave up after %d attempts", e.Attempts)
+	if e.Stalled > 0 {
+		s = fmt.Sprintf("the downloads were not complete after %s, %s", e.Stalled, s)
+	}
+	return s
+}
+
+func (e *DownloadError) Unwrap() error { return e.Err }
