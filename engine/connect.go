@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,7 +64,27 @@ type ConnectOpts struct {
 	TLSCert, TLSKey string
 	// TLSServerName is the name the daemon's certificate must carry; "" means the host of Addr.
 	TLSServerName string
+	// GCKeepStorage bounds the state of an embedded daemon that this connection starts:
+	// buildkitd's --oci-worker-gc-keepstorage, RESERVED[,FREE[,MAX]] in MB (keep RESERVED, keep
+	// FREE free on the disk, never use more than MAX); "" means $ROOTFSC_GC_KEEP_STORAGE, else
+	// BuildKit's default (10% of the disk up to 10 GB kept, 20% free, at most 80% up to 100 GB).
+	// BuildKit collects at most once a minute, a second after a build.
+	GCKeepStorage string
 }
+
+// gcKeepStorage is the embedded daemon's GC bound that o names ("" for BuildKit's default).
+func (o ConnectOpts) gcKeepStorage() (string, error) {
+	v := o.GCKeepStorage
+	if v == "" {
+		v = os.Getenv("ROOTFSC_GC_KEEP_STORAGE")
+	}
+	if v != "" && !gcKeepRE.MatchString(v) {
+		return "", fmt.Errorf("the embedded daemon's keep-storage %q: want RESERVED[,FREE[,MAX]] in MB, like 10000,0,20000", v)
+	}
+	return v, nil
+}
+
+var gcKeepRE = regexp.MustCompile(`^[0-9]{1,9}(,[0-9]{1,9}){0,2}$`)
 
 // StateDir returns the embedded daemon's state directory that dir names: dir itself (made
 // absolute), else $ROOTFSC_STATE_DIR, else /var/lib/rootfsc.
@@ -95,7 +116,11 @@ func Connect(ctx context.Context, opts ConnectOpts) (*client.Client, error) {
 		addr = os.Getenv("BUILDKIT_HOST")
 	}
 	if addr == "" {
-		return connectEmbedded(ctx, StateDir(opts.StateDir))
+		gcKeep, err := opts.gcKeepStorage()
+		if err != nil {
+			return nil, err
+		}
+		return connectEmbedded(ctx, StateDir(opts.StateDir), gcKeep)
 	}
 	if err := checkScheme(addr); err != nil {
 		return nil, err
@@ -187,7 +212,7 @@ func dial(ctx context.Context, addr string, opts ...client.ClientOpt) (*client.C
 	return c, nil
 }
 
-func connectEmbedded(ctx context.Context, dir string) (*client.Client, error) {
+func connectEmbedded(ctx context.Context, dir, gcKeep string) (*client.Client, error) {
 	addr := socketAddr(dir)
 	if _, err := os.Stat(socketPath(dir)); err == nil {
 		if c, err := dial(ctx, addr); err == nil {
@@ -214,7 +239,7 @@ func connectEmbedded(ctx context.Context, dir string) (*client.Client, error) {
 	}
 	// Nothing runs here, so a socket left behind is stale.
 	os.Remove(socketPath(dir))
-	return startDaemon(ctx, dir)
+	return startDaemon(ctx, dir, gcKeep)
 }
 
 // lockState takes STATE/lock, giving up when ctx ends; the returned function releases it.
@@ -259,7 +284,7 @@ func daemonRunning(dir string) bool {
 
 // startDaemon starts buildkitd for dir and waits until it answers. The caller holds the state
 // lock. On any failure, cancellation included, the child is stopped before startDaemon returns.
-func startDaemon(ctx context.Context, dir string) (*client.Client, error) {
+func startDaemon(ctx context.Context, dir, gcKeep string) (*client.Client, error) {
 	bin, err := findBuildkitd()
 	if err != nil {
 		return nil, err
@@ -287,6 +312,9 @@ func startDaemon(ctx context.Context, dir string) (*client.Client, error) {
 		"--containerd-worker=false",
 		"--oci-worker-snapshotter=overlayfs",
 	)
+	if gcKeep != "" {
+		cmd.Args = append(cmd.Args, "--oci-worker-gc-keepstorage", gcKeep)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
 	// Its own session: a Ctrl-C in rootfsc's terminal must not reach the shared daemon.

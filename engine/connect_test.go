@@ -427,3 +427,23 @@ func TestConnectHelpers(t *testing.T) {
 		t.Errorf("Connect(frob://x) = %v\nwant %s", err, want)
 	}
 }
+
+func TestGCKeepStorage(t *testing.T) {
+	t.Setenv("ROOTFSC_GC_KEEP_STORAGE", "")
+	for _, tt := range []struct {
+		opt, env, want, err string
+	}{
+		{"", "", "", ""},
+		{"", "0,0,60", "0,0,60", ""},
+		{"10000", "0,0,60", "10000", ""},
+		{"10000,20000,30000", "", "10000,20000,30000", ""},
+		{"", "10GB", "", `the embedded daemon's keep-storage "10GB": want RESERVED[,FREE[,MAX]] in MB, like 10000,0,20000`},
+		{"1,2,3,4", "", "", `the embedded daemon's keep-storage "1,2,3,4": want RESERVED[,FREE[,MAX]] in MB, like 10000,0,20000`},
+	} {
+		t.Setenv("ROOTFSC_GC_KEEP_STORAGE", tt.env)
+		got, err := ConnectOpts{GCKeepStorage: tt.opt}.gcKeepStorage()
+		if got != tt.want || (err == nil) != (tt.err == "") || (err != nil && err.Error() != tt.err) {
+			t.Errorf("gcKeepStorage(%q, env %q) = %q, %v; want %q, %q", tt.opt, tt.env, got, err, tt.want, tt.err)
+		}
+	}
+}
