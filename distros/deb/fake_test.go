@@ -49,6 +49,7 @@ func testKeys(t *testing.T) (*openpgp.Entity, *openpgp.Entity) {
 type archiveOpts struct {
 	signer     *openpgp.Entity // default: the good key
 	validUntil time.Time       // zero: no Valid-Until
+	updatesAt  time.Time       // stable-updates' Date (zero: 2026-01-05T08:30:00Z)
 	corrupt    bool            // serve a Packages.xz that does not match the Release
 	listPlain  bool            // list the uncompressed Packages in the Release too, as Debian does
 	hits       map[string]int  // request counts by path, filled in
@@ -101,6 +102,9 @@ func fakeArchive(t *testing.T, o archiveOpts) (string, string) {
 	dates := map[string]time.Time{
 		"stable":         time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC),
 		"stable-updates": time.Date(2026, 1, 5, 8, 30, 0, 0, time.UTC),
+	}
+	if !o.updatesAt.IsZero() {
+		dates["stable-updates"] = o.updatesAt
 	}
 	signed := map[string][]byte{}
 	for suite, date := range dates {

@@ -271,6 +271,12 @@ func fetchRelease(ctx context.Context, c *http.Client, s SuiteSource, keyring op
 		return nil, fmt.Errorf("suite %s: %s expired: Valid-Until %s is before now (%s)", s.Name, url,
 			rel.validUntil.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
+	// apt refuses a Release dated after now (Acquire::Check-Date): a clock set back, or a
+	// Release not meant to be served yet, would otherwise pass the Valid-Until and rollback checks.
+	if rel.date.After(now.Add(maxFutureDate)) {
+		return nil, fmt.Errorf("suite %s: %s is dated %s, after now (%s): not valid yet (is this machine's clock right?)", s.Name, url,
+			rel.date.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	}
 	if !prev.IsZero() && rel.date.Before(prev) {
 		return nil, downgradeError(fmt.Sprintf("suite %s: %s is dated %s, before the Release of %s the previous lock was made from",
 			s.Name, url, rel.date.UTC().Format(time.RFC3339), prev.UTC().Format(time.RFC3339)))
@@ -278,6 +284,9 @@ func fetchRelease(ctx context.Context, c *http.Client, s SuiteSource, keyring op
 	rel.raw = raw
 	return rel, nil
 }
+
+// maxFutureDate is how far a Release's Date may be ahead of this machine's clock.
+const maxFutureDate = 10 * time.Minute
 
 func orNone(s string) string {
 	if s == "" {

@@ -72,6 +72,19 @@ func TestResolveDowngrade(t *testing.T) {
 	}
 }
 
+func TestResolveFutureRelease(t *testing.T) {
+	// Now is testNow, 2026-01-10T12:00:00Z.
+	_, err := resolveFake(t, archiveOpts{updatesAt: testNow.Add(time.Hour)}, Opts{})
+	const want = "/debian/dists/stable-updates/InRelease is dated 2026-01-10T13:00:00Z, after now (2026-01-10T12:00:00Z): not valid yet (is this machine's clock right?)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Resolve() error = %v, want %q", err, want)
+	}
+	// Within ten minutes is a clock's skew.
+	if _, err := resolveFake(t, archiveOpts{updatesAt: testNow.Add(5 * time.Minute)}, Opts{}); err != nil {
+		t.Fatalf("Resolve() of a Release dated five minutes ahead: %v", err)
+	}
+}
+
 func TestResolveSizeLimits(t *testing.T) {
 	huge := func(path string, n int) func(w http.ResponseWriter, r *http.Request) bool {
 		return func(w http.ResponseWriter, r *http.Request) bool {
