@@ -14,6 +14,7 @@ import (
 	rcue "github.com/rootfsc/rootfsc/cue"
 	"github.com/rootfsc/rootfsc/distros"
 	"github.com/rootfsc/rootfsc/engine"
+	"github.com/rootfsc/rootfsc/internal/kmod"
 	"github.com/rootfsc/rootfsc/internal/rootfs"
 	"github.com/rootfsc/rootfsc/kata"
 )
@@ -327,10 +328,30 @@ func runInternal(e *env, args []string) int {
 			return internalStripACLs(e, args[1:])
 		case "check":
 			return internalCheck(e, args[1:])
+		case "modules":
+			return internalModules(e, args[1:])
 		}
 	}
-	fmt.Fprintln(e.stderr, "rootfsc internal: extract, strip-acls or check (used inside builds)")
+	fmt.Fprintln(e.stderr, "rootfsc internal: extract, strip-acls, check or modules (used inside builds)")
 	return 2
+}
+
+// internalModules is `rootfsc internal modules --tree DIR --include PATTERN...`: modules.include.
+func internalModules(e *env, args []string) int {
+	fs := flags("internal modules")
+	tree := fs.String("tree", "", "the modules tree (lib/modules/RELEASE), with modules.dep")
+	include := fs.StringArray("include", nil, "keep the modules that match this glob, with their dependencies (repeatable)")
+	if err := fs.Parse(args); err != nil || *tree == "" || len(*include) == 0 || fs.NArg() != 0 {
+		fmt.Fprintln(e.stderr, "usage: rootfsc internal modules --tree DIR --include PATTERN...")
+		return 2
+	}
+	res, err := kmod.Select(*tree, *include)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "rootfsc internal modules: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(e.stdout, "kept %d modules, removed %d\n", len(res.Kept), res.Removed)
+	return 0
 }
 
 func internalStripACLs(e *env, args []string) int {

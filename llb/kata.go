@@ -302,15 +302,39 @@ func (l *layers) modules() (bkllb.State, error) {
 	}
 	if l.base == nil {
 		// No kmod without a distro: the tree goes in as it is.
+		if len(mod.Include) > 0 {
+			return bkllb.State{}, errors.New("modules.include needs a distro: its depmod finds what the modules depend on")
+		}
 		return squash(withTree, "modules", pg), nil
 	}
-	dep := withTree.Run(
-		bkllb.Args([]string{"/sbin/depmod", "--all", "--basedir", "/", release}),
-		bkllb.AddEnv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-		bkllb.Network(bkllb.NetModeNone),
-		bkllb.WithCustomName("modules: depmod "+release),
-		pg,
-	).Root()
+	depmod := func(st bkllb.State, name string) bkllb.State {
+		return st.Run(
+			bkllb.Args([]string{"/sbin/depmod", "--all", "--basedir", "/", release}),
+			bkllb.AddEnv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+			bkllb.Network(bkllb.NetModeNone),
+			bkllb.WithCustomName(name),
+			pg,
+		).Root()
+	}
+	dep := depmod(withTree, "modules: depmod "+release)
+	if len(mod.Include) > 0 {
+		// The helper reads depmod's modules.dep, keeps the included modules and what they
+		// depend on, and removes the rest; depmod then describes what is left.
+		args := []string{HelperDir + "/rootfsc", "internal", "modules", "--tree", ModulesDir + "/" + release}
+		var pats []string
+		for _, p := range mod.Include {
+			args = append(args, "--include", string(p))
+			pats = append(pats, string(p))
+		}
+		dep = dep.Run(
+			bkllb.Args(args),
+			bkllb.AddMount(HelperDir, l.helper, bkllb.Readonly),
+			bkllb.Network(bkllb.NetModeNone),
+			bkllb.WithCustomName("modules: keep "+strings.Join(pats, " ")+" and their dependencies"),
+			pg,
+		).Root().File(bkllb.Rm(HelperDir, bkllb.WithAllowNotFound(true)), bkllb.WithCustomName("modules: remove the helper's mount point"), pg)
+		dep = depmod(dep, "modules: depmod "+release+" of the included modules")
+	}
 	return squash(bkllb.Diff(*l.base, dep, bkllb.WithCustomName("modules: "+release+" (diff)"), pg), "modules", pg), nil
 }
 

@@ -89,7 +89,7 @@ func kataCases() []kataCase {
 					Distro: "debian", Release: "bookworm", Arch: "amd64",
 					Agent: &schema.Agent{Init: "agent", Version: "3.2.0", Tarball: &schema.Tarball{
 						URL: "https://example.invalid/kata/kata-agent.tar.zst", Sha256: schema.SHA256(fakeSHA('7'))}},
-					Modules: &schema.Modules{Dir: "modules/6.1.0-27-amd64"},
+					Modules: &schema.Modules{Dir: "modules/6.1.0-27-amd64", Include: []schema.ModulePattern{"virtio_*", "vmw_vsock_virtio_transport"}},
 					Policy: &schema.Policy{File: "policy/strict.rego", Engine: "opa-service",
 						OPA: &schema.Binary{URL: "https://example.invalid/opa/opa_linux_amd64_static", Sha256: schema.SHA256(fakeSHA('8'))}},
 				}
@@ -332,6 +332,8 @@ func TestLowerKataExecs(t *testing.T) {
 			"check: check --root /target --init agent --agent /.rootfsc-agent/usr/sbin/init",
 			"kata: chrony to the PTP clock",
 			"modules: depmod 6.1.0-27-amd64",
+			"modules: depmod 6.1.0-27-amd64 of the included modules",
+			"modules: keep virtio_* vmw_vsock_virtio_transport and their dependencies",
 		},
 		"overlay": {
 			"check: check --root /target --overlay --init systemd --agent /.rootfsc-agent/usr/bin/kata-agent",

@@ -75,7 +75,15 @@ type Modules struct {
 
 	// package is a distro kernel package whose modules are taken.
 	Package string `json:"package,omitempty"`
+
+	// include keeps only the modules whose names match one of these shell globs (- and _ are
+	// the same, as for modprobe), with what they depend on; depmod runs again over what is
+	// left. Without include every module of the tree goes in.
+	Include []ModulePattern `json:"include,omitempty"`
 }
+
+// #ModulePattern is a glob over module names, like "virtio_*".
+type ModulePattern string
 
 type Policy struct {
 	// file is a local Rego file.

@@ -271,6 +271,32 @@ outputs: [{type: "dir", dest: "rootfs"}]
 				t.Error("the rootfs holds the old agent")
 			}
 		})
+
+		t.Run("modules.include keeps what it names and their dependencies", func(t *testing.T) {
+			m := strings.Replace(readFile(t, filepath.Join(dir, "m.cue")), `modules: package: "linux-image-amd64"`,
+				`modules: {package: "linux-image-amd64", include: ["vxlan", "virtio_*", "vmw_vsock_virtio_transport"]}`, 1)
+			writeFile(t, filepath.Join(dir, "include.cue"), m)
+			copyFile(t, filepath.Join(dir, "m.cue.lock.json"), filepath.Join(dir, "include.cue.lock.json"))
+			h.run(dir, true, "build", "--locked", "-o", "type=dir,dest=rootfs-include", "include.cue")
+			root := filepath.Join(dir, "rootfs-include")
+			rel := modulesRelease
+			for _, m := range []string{"vxlan", "virtio_net", "virtio_blk", "vmw_vsock_virtio_transport"} {
+				out, err := exec.Command("chroot", root, "modprobe", "-S", rel, "--dry-run", "--show-depends", m).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "insmod ") {
+					t.Errorf("modprobe --dry-run --show-depends %s: %v\n%s", m, err, out)
+				}
+			}
+			// udp_tunnel is vxlan's dependency; btrfs is named by nothing.
+			dep := readFile(t, filepath.Join(root, "usr/lib/modules", rel, "modules.dep"))
+			if !regexp.MustCompile(`(?m)^kernel/net/ipv4/udp_tunnel\.ko(\.xz)?:`).MatchString(dep) || strings.Contains(dep, "btrfs") {
+				t.Errorf("modules.dep does not hold exactly the included modules and their dependencies:\n%.3000s", dep)
+			}
+			tree := dirBytes(t, filepath.Join(root, "usr/lib/modules", rel))
+			t.Logf("modules tree with include: %d KB (all of them: %d MB)", tree>>10, dirBytes(t, modulesRoot)>>20)
+			if tree > 16<<20 {
+				t.Errorf("the included modules take %d MB, want a few", tree>>20)
+			}
+		})
 	})
 
 	t.Run("agent as init", func(t *testing.T) {
