@@ -152,9 +152,12 @@ func (l *layers) glue() bkllb.State {
 			Mkdir(EtcUnitDir+"/kata-containers.target.wants", 0o755, bkllb.WithParents(true), l.root(), l.created()).
 			Mkfile(UnitDir+"/kata-agent.service", 0o644, []byte(agentService), l.root(), l.created()).
 			Mkfile(UnitDir+"/kata-containers.target", 0o644, []byte(containersTarget), l.root(), l.created()).
-			Mkfile(EtcUnitDir+"/tmp.mount", 0o644, []byte(tmpMount), l.root(), l.created()).
 			Symlink(UnitDir+"/kata-containers.target", EtcUnitDir+"/basic.target.wants/kata-containers.target", l.root(), l.created()).
 			Symlink(UnitDir+"/dbus.socket", EtcUnitDir+"/kata-containers.target.wants/dbus.socket", l.root(), l.created())
+	}
+	// Over a distro tmp.mount comes from the distro when it has one (the edits layer).
+	if l.systemd() && l.base == nil {
+		fa = fa.Mkfile(EtcUnitDir+"/tmp.mount", 0o644, []byte(tmpMount), l.root(), l.created())
 	}
 	// An overlay leaves the tree's /etc/hosts alone unless the OPA service needs localhost.
 	if l.base != nil || l.m.Policy != nil && l.m.Policy.Engine == "opa-service" {
@@ -165,11 +168,16 @@ func (l *layers) glue() bkllb.State {
 }
 
 // edits is the layer of the changes to the base's own files, over a base only: chrony pointed
-// at the PTP clock and, with slim, the deletions; one script, so one layer (with the deletions'
+// at the PTP clock, tmp.mount from the distro's example with systemd and, with slim, the
+// deletions; one script, so one layer (with the deletions'
 // whiteouts) that is the diff of the base.
 func (l *layers) edits() bkllb.State {
 	group := bkllb.ProgressGroup("kata", "kata glue", false)
 	script, name := chronyScript, "kata: chrony to the PTP clock"
+	if l.systemd() {
+		script += "\n" + tmpMountScript()
+		name += "; tmp.mount"
+	}
 	pg := l.at("agent", group)
 	if l.m.Slim {
 		pg = l.at("slim", group)

@@ -84,8 +84,8 @@ OOMScoreAdjust=-997
 WantedBy=kata-containers.target
 `
 
-// tmpMount is systemd's tmp.mount, which Debian ships only as an example
-// under /usr/share/systemd.
+// tmpMount is the tmp.mount of a rootfs whose distro ships none (and of an overlay): systemd's
+// unit without the distro's limits.
 const tmpMount = `[Unit]
 Description=Temporary Directory /tmp
 Documentation=https://systemd.io/TEMPORARY_DIRECTORIES
@@ -101,6 +101,23 @@ Where=/tmp
 Type=tmpfs
 Options=mode=1777,strictatime,nosuid,nodev
 `
+
+// tmpMountScript installs a tmp.mount over a distro as osbuilder does: when the distro has no
+// unit of that name, its example /usr/share/systemd/tmp.mount (Debian's caps the tmpfs at 50%
+// of memory and a million inodes), else [tmpMount].
+func tmpMountScript() string {
+	return `if [ ! -e /etc/systemd/system/tmp.mount ] && [ ! -e /usr/lib/systemd/system/tmp.mount ]; then
+	mkdir -p /etc/systemd/system
+	if [ -f /usr/share/systemd/tmp.mount ]; then
+		cp /usr/share/systemd/tmp.mount /etc/systemd/system/tmp.mount
+	else
+		cat > /etc/systemd/system/tmp.mount <<'ROOTFSC_EOF'
+` + tmpMount + `ROOTFSC_EOF
+	fi
+	chmod 0644 /etc/systemd/system/tmp.mount
+fi
+`
+}
 
 // chronyScript points chrony at the PTP clock the hypervisor provides, as
 // osbuilder does. It runs over the base; only its changes are kept.
@@ -143,8 +160,8 @@ var slimFiles = []string{
 }
 
 // slimScript deletes what a Kata guest never uses: the units above, wherever
-// they are linked, and documentation, man pages and locales (dpkg's
-// database stays for SBOM scanners).
+// they are linked, and what osbuilder removes under /usr/share (dpkg's database
+// stays for SBOM scanners).
 func slimScript() string {
 	var names []string
 	for _, u := range slimUnits {
@@ -164,8 +181,19 @@ func slimScript() string {
 	}
 	b.WriteString(" \\) -delete\n")
 	b.WriteString("done\n")
-	b.WriteString("rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/* /usr/share/lintian /usr/share/linda\n")
+	b.WriteString("rm -rf")
+	for _, d := range slimShare {
+		fmt.Fprintf(&b, " /usr/share/%s", d)
+	}
+	b.WriteString("\n")
 	return b.String()
+}
+
+// slimShare are the folders under /usr/share that osbuilder always removes; a guest has no
+// shell completion, bug reporting, documentation, locales, menus, icons or terminal database.
+var slimShare = []string{
+	"bash-completion", "bug", "doc", "info", "linda", "lintian", "locale", "man", "menu", "misc",
+	"pixmaps", "terminfo", "zsh",
 }
 
 // Summary is what osbuilder.yaml records.
@@ -219,6 +247,29 @@ base-distro:
   name: "kata-agent"
   version: %q
   agent-is-init-daemon: %q
-`, s.BuilderVersion, time.Unix(s.Epoch, 0).UTC().Format("2006-01-02T15:04:05.000000000-07:00"),
-		s.Arch, s.Distro, s.Release, list(s.Default), list(s.Extra), version, yesNo)
+`, s.BuilderVersion, creationTime(s.Epoch), machine(s.Arch), s.Distro, s.Release, list(s.Default), list(s.Extra), version, yesNo)
+}
+
+// creationTime is osbuilder's rootfs-creation-time of epoch: `date -u -d@EPOCH
+// '+%Y-%m-%dT%T.%N%zZ'`, so a zone of +0000 and then a literal Z.
+func creationTime(epoch int64) string {
+	return time.Unix(epoch, 0).UTC().Format("2006-01-02T15:04:05.000000000-0700") + "Z"
+}
+
+// machine is the `uname -m` name of a Debian architecture, which osbuilder writes as the
+// summary's architecture.
+func machine(arch string) string {
+	switch arch {
+	case "amd64":
+		return "x86_64"
+	case "arm64":
+		return "aarch64"
+	case "ppc64el":
+		return "ppc64le"
+	case "i386":
+		return "i686"
+	case "armhf":
+		return "armv7l"
+	}
+	return arch // s390x, riscv64
 }

@@ -116,8 +116,9 @@ var (
 		"DynamicUser=yes", "RuntimeDirectory=kata-opa", "LimitNOFILE=1048576", "Restart=no",
 		"StandardError=tty", "OOMScoreAdjust=-997", "WantedBy=kata-containers.target",
 	}
-	tmpMountLines = []string{"[Mount]", "What=tmpfs", "Where=/tmp", "Type=tmpfs", "Options=mode=1777,strictatime,nosuid,nodev"}
-	chronyLines   = []string{"refclock PHC /dev/ptp0 poll 3 dpoll -2 offset 0", "makestep 1 -1"}
+	tmpMountLines       = []string{"[Mount]", "What=tmpfs", "Where=/tmp", "Type=tmpfs", "Options=mode=1777,strictatime,nosuid,nodev"}
+	debianTmpMountLines = []string{"[Mount]", "What=tmpfs", "Where=/tmp", "Type=tmpfs", "Options=mode=1777,strictatime,nosuid,nodev,size=50%%,nr_inodes=1m"}
+	chronyLines         = []string{"refclock PHC /dev/ptp0 poll 3 dpoll -2 offset 0", "makestep 1 -1"}
 )
 
 // kataCommon is what every Kata rootfs over Debian holds.
@@ -194,7 +195,8 @@ outputs: [{type: "dir", dest: "rootfs"}]
 			entry{path: "etc/systemd/system/kata-containers.target.wants/dbus.socket", kind: "link", target: "/usr/lib/systemd/system/dbus.socket"},
 			entry{path: "etc/systemd/system/kata-containers.target.wants/kata-opa.service", kind: "link", target: "/usr/lib/systemd/system/kata-opa.service"},
 			entry{path: "usr/lib/systemd/system/dbus.socket", kind: "file"},
-			entry{path: "etc/systemd/system/tmp.mount", kind: "file", mode: 0o644, lines: tmpMountLines},
+			// Debian's own example unit, as osbuilder copies it: the tmpfs capped.
+			entry{path: "etc/systemd/system/tmp.mount", kind: "file", mode: 0o644, lines: debianTmpMountLines},
 			entry{path: "etc/motd", kind: "file", mode: 0o644, lines: []string{"Kata guest"}},
 			entry{path: "etc/chrony/extra.conf", kind: "file", mode: 0o640, uid: chronyUID, gid: chronyGID},
 			entry{path: "opt/numeric", kind: "file", mode: 0o755, uid: 1234, gid: 5678},
@@ -205,6 +207,9 @@ outputs: [{type: "dir", dest: "rootfs"}]
 			entry{path: "usr/share/doc/systemd", kind: "dir"},
 		)
 		checkEntries(t, root, want)
+		if a, b := readFile(t, filepath.Join(root, "etc/systemd/system/tmp.mount")), readFile(t, filepath.Join(root, "usr/share/systemd/tmp.mount")); a != b {
+			t.Errorf("tmp.mount is not Debian's /usr/share/systemd/tmp.mount:\n%s", a)
+		}
 		checkSummary(t, root, "no", "3.2.0-standin")
 		if out, err := exec.Command("chroot", root, "/bin/sh", "-c", "command -v systemctl && dpkg-query -W systemd").CombinedOutput(); err != nil {
 			t.Errorf("the base is not usable: %v\n%s", err, out)
@@ -352,6 +357,8 @@ slim: true
 			entry{path: "usr/lib/systemd/system-generators/systemd-getty-generator", kind: "absent"},
 			entry{path: "usr/share/doc/systemd", kind: "absent"},
 			entry{path: "usr/share/man/man1", kind: "absent"},
+			entry{path: "usr/share/terminfo", kind: "absent"},
+			entry{path: "usr/share/bash-completion", kind: "absent"},
 			entry{path: "var/lib/dpkg/status", kind: "file"},
 		)
 		checkEntries(t, root, want)
@@ -465,10 +472,10 @@ func checkSummary(t *testing.T, root, agentInit, agentVersion string) {
 	for _, re := range []string{
 		`(?m)^---$`,
 		`(?m)^osbuilder:\n  url: "https://github.com/rootfsc/rootfsc"\n  version: ".+"$`,
-		`(?m)^rootfs-creation-time: "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000000000\+00:00"$`,
+		`(?m)^rootfs-creation-time: "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000000000\+0000Z"$`,
 		`(?m)^description: "osbuilder rootfs"$`,
 		`(?m)^file-format-version: "0\.0\.2"$`,
-		`(?m)^architecture: "amd64"$`,
+		`(?m)^architecture: "x86_64"$`,
 		`(?m)^base-distro:\n  name: "debian"\n  version: "bookworm"\n  packages:\n    default:\n      - "chrony"\n(      - ".+"\n)*    extra:\n`,
 		`(?m)^agent:\n  url: "https://github.com/kata-containers/kata-containers"\n  name: "kata-agent"\n  version: "` + regexp.QuoteMeta(agentVersion) + `"\n  agent-is-init-daemon: "` + agentInit + `"\n`,
 	} {
