@@ -110,6 +110,8 @@ type Plan struct {
 	// DownloadTimeout bounds one attempt at the base's downloads (0: [DownloadTimeout] of
 	// their size).
 	DownloadTimeout time.Duration
+	// NoCache runs every step again, ignoring the cache.
+	NoCache bool
 
 	source        Source
 	contextFS     fs.FS

@@ -53,7 +53,7 @@ func (p *Plan) download(ctx context.Context, c gwclient.Client, helper bkllb.Sta
 			bound = DownloadTimeout(base.DownloadBytes)
 		}
 		actx, cancel := context.WithTimeoutCause(ctx, bound, errStalled)
-		_, err = solveState(actx, c, base.Downloads, platform, true, imports)
+		_, err = solveState(actx, c, base.Downloads, platform, true, imports, p.cacheOpts()...)
 		stalled := errors.Is(context.Cause(actx), errStalled)
 		cancel()
 		if err == nil {

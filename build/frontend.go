@@ -38,6 +38,9 @@ const (
 	// OptDownloadTimeout bounds one attempt at the base's downloads (a Go duration; default
 	// [DownloadTimeout] of their size).
 	OptDownloadTimeout = "download-timeout"
+	// OptNoCache (with no value, as the Dockerfile frontend's no-cache=) runs every step again,
+	// ignoring the cache: what `rootfsc build --check` compares against.
+	OptNoCache = "no-cache"
 	// OptLabelPrefix sets an image label: label:KEY=VALUE.
 	OptLabelPrefix = "label:"
 	// OptHelper "local" takes the in-build helper from the [LocalHelper] local instead of the
@@ -99,6 +102,12 @@ func Frontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) 
 			return nil, fmt.Errorf("option %s=%q: not a positive duration like 10m", OptDownloadTimeout, v)
 		}
 		plan.DownloadTimeout = d
+	}
+	if _, ok := opts[OptNoCache]; ok {
+		if opts[OptNoCache] != "" {
+			return nil, fmt.Errorf("option %s=%q: rootfsc bypasses the cache of every step or none (no-cache= with no value)", OptNoCache, opts[OptNoCache])
+		}
+		plan.NoCache = true
 	}
 	helper, err := helperState(c, opts[OptHelper])
 	if err != nil {
@@ -218,10 +227,10 @@ func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := solveState(ctx, c, lowered.Check, platform, true, imports); err != nil {
+	if _, err := solveState(ctx, c, lowered.Check, platform, true, imports, p.cacheOpts()...); err != nil {
 		return nil, p.told(ctx, err)
 	}
-	ref, err := solveState(ctx, c, lowered.Rootfs, platform, false, imports)
+	ref, err := solveState(ctx, c, lowered.Rootfs, platform, false, imports, p.cacheOpts()...)
 	if err != nil {
 		return nil, p.told(ctx, err)
 	}
@@ -243,10 +252,19 @@ func flat(err, ex error) error {
 	return errors.New(ex.Error())
 }
 
+// cacheOpts are the marshal options of the plan's solves: every op ignores the cache when the
+// plan says NoCache.
+func (p *Plan) cacheOpts() []bkllb.ConstraintsOpt {
+	if p.NoCache {
+		return []bkllb.ConstraintsOpt{bkllb.IgnoreCache}
+	}
+	return nil
+}
+
 // solveState marshals st for platform and solves it (evaluated, when asked, even if nothing
 // reads its result).
-func solveState(ctx context.Context, c gwclient.Client, st bkllb.State, platform ocispecs.Platform, evaluate bool, imports []gwclient.CacheOptionsEntry) (gwclient.Reference, error) {
-	def, err := st.Marshal(ctx, bkllb.Platform(platform))
+func solveState(ctx context.Context, c gwclient.Client, st bkllb.State, platform ocispecs.Platform, evaluate bool, imports []gwclient.CacheOptionsEntry, marshal ...bkllb.ConstraintsOpt) (gwclient.Reference, error) {
+	def, err := st.Marshal(ctx, append([]bkllb.ConstraintsOpt{bkllb.Platform(platform)}, marshal...)...)
 	if err != nil {
 		return nil, err
 	}

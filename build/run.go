@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,9 @@ type Request struct {
 	HelperDir string
 	// DownloadTimeout bounds one attempt at the base's downloads (0: the default of their size).
 	DownloadTimeout time.Duration
+	// Check builds a second time with every step run again, ignoring the cache, and compares
+	// the rootfs and every file output: a difference is a [*CheckError].
+	Check bool
 }
 
 // Result is what a build wrote.
@@ -95,11 +99,25 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 		LocalHelper:   req.HelperDir,
 	}
 	// Frontend explains a failed step itself (both doors name the package).
-	res, err := engine.Build(ctx, Frontend, outputs, eo)
+	exports := outputs
+	var checkDir, first string
+	if req.Check {
+		if checkDir, err = os.MkdirTemp("", "rootfsc-check-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(checkDir)
+		first = filepath.Join(checkDir, "first.tar")
+		exports = append(slices.Clone(outputs), engine.Output{Type: "tar", Dest: first})
+	}
+	res, err := engine.Build(ctx, Frontend, exports, eo)
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Plan: p, Outputs: outputs, Engine: res}, nil
+	out := &Result{Plan: p, Outputs: outputs, Engine: res}
+	if req.Check {
+		return out, checkBuild(ctx, eo, outputs, first, checkDir)
+	}
+	return out, nil
 }
 
 // explain asks the family what a failed build's error says about a locked package.
