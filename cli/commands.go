@@ -5,8 +5,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -239,6 +241,69 @@ func runBuild(e *env, args []string) error {
 	printOutputs(e, res.Outputs, res.Engine)
 	if *check {
 		fmt.Fprintln(e.stderr, "check: the build without the cache gave the same rootfs and outputs")
+	}
+	return nil
+}
+
+func runBoot(e *env, args []string) error {
+	fs := flags("boot")
+	var pf pipelineFlags
+	pf.add(fs, true)
+	fs.BoolVar(&pf.locked, "locked", false, "refuse to build with a missing or stale lock")
+	var ef engineFlags
+	ef.add(fs, "")
+	image := fs.String("image", "initrd", "what to boot of the manifest: initrd")
+	kernel := fs.String("kernel", "", "the kernel to boot (default: the image of the lock's kernel package)")
+	appendArgs := fs.String("append", "", "more kernel command line (after Kata's systemd.unit=kata-containers.target for a systemd guest)")
+	expect := fs.String("expect", "", "succeed, and stop the VM, once a console line matches this regular expression")
+	timeout := fs.Duration("timeout", 5*time.Minute, "fail when the guest has not powered off (or matched --expect) by then")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	if len(ef.outputs) > 0 {
+		return usageError{"boot builds an initrd of its own: no -o"}
+	}
+	if *image != "initrd" {
+		return usageError{fmt.Sprintf("--image %s: rootfsc boots an initrd (disk images are not built yet)", *image)}
+	}
+	req := build.BootRequest{Kernel: *kernel, Append: *appendArgs, Timeout: *timeout, Console: e.stdout,
+		KernelCache: filepath.Join(cacheDir(), "kernels")}
+	if *expect != "" {
+		if req.Expect, err = regexp.Compile(*expect); err != nil {
+			return usageError{fmt.Sprintf("--expect: %v", err)}
+		}
+	}
+	if strings.HasSuffix(pos[0], ".cue") {
+		src, err := pf.source(pos[0])
+		if err != nil {
+			return err
+		}
+		opts, err := pf.opts()
+		if err != nil {
+			return err
+		}
+		opts.WriteLock = true
+		helper, err := build.HelperDir()
+		if err != nil {
+			return err
+		}
+		req.Build = build.Request{Source: src, Opts: opts, Engine: ef.opts(e), HelperDir: helper}
+	} else {
+		req.Image = pos[0]
+	}
+	res, err := build.Boot(e.ctx, req)
+	if res != nil && res.Plan != nil {
+		printWarnings(e, res.Plan)
+	}
+	if err != nil {
+		return fmt.Errorf("boot: %w", err)
+	}
+	if res.Accel.Reason != "" {
+		fmt.Fprintf(e.stderr, "boot: ran with %s: %s\n", res.Accel.Name, res.Accel.Reason)
+	}
+	if res.Matched != "" {
+		fmt.Fprintf(e.stderr, "boot: the console showed %q\n", res.Matched)
 	}
 	return nil
 }

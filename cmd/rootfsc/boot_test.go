@@ -8,15 +8,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rootfsc/rootfsc/distros/lock"
 	"github.com/rootfsc/rootfsc/internal/qemu"
@@ -24,21 +23,13 @@ import (
 
 func TestBoot(t *testing.T) {
 	h := newHarness(t)
-	qemuBin, err := exec.LookPath(qemu.DefaultBinary)
-	if err != nil {
+	if _, err := exec.LookPath(qemu.DefaultBinary); err != nil {
 		t.Fatalf("%v (make test installs Debian's qemu-system-x86)", err)
 	}
+	// The overlay has no lock, so no kernel of its own. A /dev/kvm that nested virtualisation
+	// cannot use makes qemu abort, or lets the firmware run and then hangs the kernel, so
+	// rootfsc boot probes KVM by booting this kernel under it first (internal/qemu's Detect).
 	kernel := debianKernel(t, h)
-	// A /dev/kvm that nested virtualisation cannot use makes qemu abort, or lets the firmware run
-	// and then hangs the kernel, rather than fall back (accel=kvm:tcg only falls back when KVM
-	// does not open), so the probe boots this kernel under KVM first.
-	accel, err := qemu.Detect(context.Background(), qemu.Opts{Binary: qemuBin, CPU: bootCPU, Kernel: kernel})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !accel.KVM() {
-		t.Logf("booting with TCG: %s", accel.Reason)
-	}
 
 	// The policy's answers as the stand-in prints them, after OPA got the default policy.
 	answers := []string{
@@ -53,9 +44,9 @@ func TestBoot(t *testing.T) {
 
 	t.Run("agent as init", func(t *testing.T) {
 		// The Kata layers alone (an overlay), the agent as /sbin/init starting OPA itself.
-		console := bootInitrd(t, h, qemuBin, accel, kernel, `agent: {file: "kata-agent", init: "agent"}
+		console := bootInitrd(t, h, kernel, `agent: {file: "kata-agent", init: "agent"}
 policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
-`, "")
+`)
 		for _, want := range append([]string{
 			"PID 1 (agent-init mode)",
 			"standin-agent: starting /usr/local/bin/opa run --server --disable-telemetry --addr 127.0.0.1:8181 --log-level info",
@@ -69,11 +60,14 @@ policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 	t.Run("systemd", func(t *testing.T) {
 		// Debian with systemd: the runtime's kernel command line starts kata-containers.target,
 		// which starts kata-opa.service and kata-agent.service; the agent powers off with systemctl.
-		console := bootInitrd(t, h, qemuBin, accel, kernel, `distro:  "debian"
+		// No --kernel: boot takes the image of the lock's kernel package, whose modules (a few of
+		// them) are in the rootfs; and adds Kata's systemd.unit=kata-containers.target itself.
+		console := bootInitrd(t, h, "", `distro:  "debian"
 release: "bookworm"
 agent: file: "kata-agent"
+modules: {package: "linux-image-amd64", include: ["virtio_*", "vmw_vsock_virtio_transport"]}
 policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
-`, "systemd.unit=kata-containers.target")
+`)
 		for _, want := range append([]string{
 			"Started kata-opa.service",
 			"Started kata-agent.service",
@@ -87,31 +81,34 @@ policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 	})
 }
 
-// bootCPU is the boot tests' -cpu model, probed with KVM before the first boot.
-const bootCPU = "max"
-
-// bootInitrd builds manifest (with the stand-in agent and OPA next to it) as an initrd, boots it
-// under qemu with kernel and accel and returns the serial console; the machine must power itself off.
-func bootInitrd(t *testing.T, h *harness, qemuBin string, accel qemu.Accel, kernel, manifest, cmdline string) string {
+// bootInitrd boots manifest (with the stand-in agent and OPA next to it) with `rootfsc boot`,
+// which builds it as an initrd and boots it under qemu with kernel (or, for "", the lock's
+// kernel package's image) and returns the serial console; the machine must power itself off.
+func bootInitrd(t *testing.T, h *harness, kernel, manifest string) string {
 	t.Helper()
 	dir := t.TempDir()
 	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
 	copyFile(t, filepath.Join(h.bin, "opa"), filepath.Join(dir, "opa"))
 	writeFile(t, filepath.Join(dir, "m.cue"), manifest)
-	h.run(dir, true, "build", "--progress=plain", "-o", "type=initrd,dest=kata.initrd", "m.cue")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	args := append([]string{"-machine", "q35", "-cpu", bootCPU, "-m", "2048", "-smp", "2"}, accel.Args()...)
-	cmd := exec.CommandContext(ctx, qemuBin, append(args,
-		"-nographic", "-nodefaults", "-no-reboot", "-serial", "stdio",
-		"-kernel", kernel, "-initrd", filepath.Join(dir, "kata.initrd"),
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 loglevel=4 systemd.show_status=1 "+cmdline))...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("qemu: %v\n%s", err, tail(out))
+	args := []string{"boot", "--progress=plain", "--timeout", "5m", "m.cue"}
+	if kernel != "" {
+		args = append(args, "--kernel", kernel)
 	}
-	return string(out)
+	cmd := exec.Command(filepath.Join(h.bin, "rootfsc"), args...)
+	// Its own cache: the lock's kernel image is downloaded and extracted by this boot.
+	cmd.Dir, cmd.Env = dir, append(slices.Clone(h.env), "ROOTFSC_CACHE_DIR="+t.TempDir())
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("rootfsc %s: %v\n%s\n%s", strings.Join(args, " "), err, tail(stderr.Bytes()), tail(stdout.Bytes()))
+	}
+	t.Logf("%s", lastLine(stderr.String()))
+	return stdout.String()
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 // stripANSI drops the colour escapes systemd puts around unit names.

@@ -96,6 +96,10 @@ type Family interface {
 	// package and says what the mirror did (no such file, other bytes); other errors come back
 	// as they are.
 	Explain(ctx context.Context, req Request, lk *lock.Lock, err error) error
+	// KernelImage is the kernel image of the lock's kernel package, which the rootfs does not
+	// hold (only its modules): downloaded from the mirror, checked against the lock's sha256
+	// and extracted under dir, where a later call finds it again.
+	KernelImage(ctx context.Context, req Request, lk *lock.Lock, dir string) (string, error)
 }
 
 // ErrMirrorFault is wrapped by a family's explanation of a download the mirror failed to serve
