@@ -72,6 +72,24 @@ func (f *pipelineFlags) opts() (build.Opts, error) {
 	}, nil
 }
 
+// request is the build of manifest that the flags ask for, writing a lock resolved again.
+func (f *pipelineFlags) request(e *env, ef *engineFlags, manifest string) (build.Request, error) {
+	src, err := f.source(manifest)
+	if err != nil {
+		return build.Request{}, err
+	}
+	opts, err := f.opts()
+	if err != nil {
+		return build.Request{}, err
+	}
+	opts.WriteLock = true
+	helper, err := build.HelperDir()
+	if err != nil {
+		return build.Request{}, err
+	}
+	return build.Request{Source: src, Opts: opts, Engine: ef.opts(e), HelperDir: helper}, nil
+}
+
 func printWarnings(e *env, p *build.Plan) {
 	for _, w := range p.Warnings {
 		fmt.Fprintf(e.stderr, "warning: %s\n", w)
@@ -212,23 +230,12 @@ func runBuild(e *env, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	src, err := pf.source(pos[0])
+	req, err := pf.request(e, &ef, pos[0])
 	if err != nil {
 		return err
 	}
-	opts, err := pf.opts()
-	if err != nil {
-		return err
-	}
-	opts.WriteLock = true
-	helper, err := build.HelperDir()
-	if err != nil {
-		return err
-	}
-	res, err := build.Build(e.ctx, build.Request{
-		Source: src, Opts: opts, Outputs: outputs, Engine: ef.opts(e), Labels: *labels, HelperDir: helper,
-		DownloadTimeout: *downloadTimeout, Check: *check,
-	})
+	req.Outputs, req.Labels, req.DownloadTimeout, req.Check = outputs, *labels, *downloadTimeout, *check
+	res, err := build.Build(e.ctx, req)
 	if res != nil {
 		printWarnings(e, res.Plan)
 	}
@@ -275,20 +282,9 @@ func runBoot(e *env, args []string) error {
 		}
 	}
 	if strings.HasSuffix(pos[0], ".cue") {
-		src, err := pf.source(pos[0])
-		if err != nil {
+		if req.Build, err = pf.request(e, &ef, pos[0]); err != nil {
 			return err
 		}
-		opts, err := pf.opts()
-		if err != nil {
-			return err
-		}
-		opts.WriteLock = true
-		helper, err := build.HelperDir()
-		if err != nil {
-			return err
-		}
-		req.Build = build.Request{Source: src, Opts: opts, Engine: ef.opts(e), HelperDir: helper}
 	} else {
 		req.Image = pos[0]
 	}
