@@ -2,6 +2,7 @@ package deb
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -68,6 +69,8 @@ type archiveOpts struct {
 	editXZ func(t testing.TB, xz []byte) []byte
 	// plainSize, when set, is the size the Release lists for the plain Packages (with listPlain).
 	plainSize int64
+	// gz also lists and serves Packages.gz, as Debian does (corrupt then damages it instead).
+	gz bool
 	// handle serves a request instead of the archive when it returns true.
 	handle func(w http.ResponseWriter, r *http.Request) bool
 }
@@ -130,6 +133,21 @@ func fakeArchive(t *testing.T, o archiveOpts) (string, string) {
 		}
 		fmt.Fprintf(&rel, "Architectures: amd64\nComponents: main\nSHA256:\n %s %d main/binary-amd64/Packages.xz\n",
 			hex.EncodeToString(sum[:]), len(xzb))
+		var gzb []byte
+		if o.gz {
+			var buf bytes.Buffer
+			zw := gzip.NewWriter(&buf)
+			zw.Write(plain)
+			zw.Close()
+			gzb = buf.Bytes()
+			gsum := sha256.Sum256(gzb)
+			fmt.Fprintf(&rel, " %s %d main/binary-amd64/Packages.gz\n", hex.EncodeToString(gsum[:]), len(gzb))
+			if o.corrupt {
+				gzb = bytes.Clone(gzb)
+				gzb[len(gzb)-9] ^= 0xff // in the deflate data: the hash no longer matches
+			}
+			files["/debian/dists/"+suite+"/main/binary-amd64/Packages.gz"] = gzb
+		}
 		if o.listPlain {
 			psum := sha256.Sum256(plain)
 			size := int64(len(plain))
@@ -149,7 +167,7 @@ func fakeArchive(t *testing.T, o archiveOpts) (string, string) {
 		}
 		signed[suite] = sb.Bytes()
 		pk := xzb
-		if o.corrupt {
+		if o.corrupt && !o.gz {
 			pk = append(bytes.Clone(pk[:len(pk)-1]), pk[len(pk)-1]^0xff)
 		}
 		if o.byHash {
@@ -319,6 +337,7 @@ func TestResolveFakeArchiveErrors(t *testing.T) {
 		{"bad signature", archiveOpts{signer: evil}, "suite stable: bad signature on http://127.0.0.1"},
 		{"expired", archiveOpts{validUntil: testNow.Add(-time.Hour)}, "expired: Valid-Until 2026-01-10T11:00:00Z"},
 		{"hash mismatch", archiveOpts{corrupt: true}, "main/binary-amd64/Packages.xz: sha256 mismatch"},
+		{"hash mismatch of Packages.gz", archiveOpts{corrupt: true, gz: true}, "main/binary-amd64/Packages.gz: sha256 mismatch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -328,6 +347,37 @@ func TestResolveFakeArchiveErrors(t *testing.T) {
 				t.Fatalf("Resolve() error = %v, want containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestResolvePrefersGzip: with Packages.gz and Packages.xz listed, the resolver fetches the
+// gzip index alone (it decompresses ten times faster) and locks what the xz index gives.
+func TestResolvePrefersGzip(t *testing.T) {
+	opts := Opts{Now: func() time.Time { return testNow }}
+	uri, keyring := fakeArchive(t, archiveOpts{})
+	want, err := Resolve(context.Background(), fakeRequest(uri, keyring), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := archiveOpts{gz: true, hits: map[string]int{}, mu: &sync.Mutex{}}
+	uri, keyring = fakeArchive(t, o)
+	got, err := Resolve(context.Background(), fakeRequest(uri, keyring), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want.Packages, got.Packages); diff != "" {
+		t.Errorf("lock from Packages.gz differs from the one from Packages.xz (-xz +gz):\n%s", diff)
+	}
+	var fetched []string
+	for p := range o.hits {
+		if strings.Contains(p, "/Packages") {
+			fetched = append(fetched, p)
+		}
+	}
+	sortStrings(fetched)
+	wantFetched := []string{"/debian/dists/stable-updates/main/binary-amd64/Packages.gz", "/debian/dists/stable/main/binary-amd64/Packages.gz"}
+	if diff := cmp.Diff(wantFetched, fetched); diff != "" {
+		t.Errorf("indexes fetched (-want +got):\n%s", diff)
 	}
 }
 

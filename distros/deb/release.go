@@ -20,6 +20,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/klauspost/compress/gzip"
 	"github.com/ulikunitz/xz"
 )
 
@@ -367,10 +368,16 @@ func parseRelease(b []byte) (*release, error) {
 func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *release, comp, arch, cacheDir string) ([]byte, error) {
 	dir := comp + "/binary-" + arch + "/"
 	plainName := dir + "Packages"
-	name := plainName + ".xz"
+	// Packages.gz when the Release lists it: it decompresses about ten times faster than
+	// Packages.xz (0.2 s against 2 s for bookworm's main on these machines, the largest part of a
+	// cold resolve) for 3 MB more on the wire; Packages.xz otherwise.
+	name := plainName + ".gz"
 	want, ok := rel.sha256[name]
 	if !ok {
-		return nil, fmt.Errorf("suite %s: Release lists no %s", s.Name, name)
+		name = plainName + ".xz"
+		if want, ok = rel.sha256[name]; !ok {
+			return nil, fmt.Errorf("suite %s: Release lists neither %s.gz nor %s.xz", s.Name, plainName, plainName)
+		}
 	}
 	plainWant, havePlain := rel.sha256[plainName]
 	for _, h := range []struct {
@@ -427,10 +434,7 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 			}
 		}
 	}
-	if err := checkXZ(data); err != nil {
-		return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
-	}
-	r, err := xz.NewReader(bytes.NewReader(data))
+	r, err := decompressIndex(name, data)
 	if err != nil {
 		return nil, fmt.Errorf("suite %s: %s: %w", s.Name, url, err)
 	}
@@ -456,6 +460,22 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 		}
 	}
 	return out, nil
+}
+
+// decompressIndex reads a Packages.gz (as gunzip does; klauspost's decoder, about twice as fast
+// as the standard library's) or a Packages.xz with a sane dictionary.
+func decompressIndex(name string, data []byte) (io.Reader, error) {
+	if strings.HasSuffix(name, ".gz") {
+		r, err := gzip.NewReader(bytes.NewReader(data))
+		if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	if err := checkXZ(data); err != nil {
+		return nil, err
+	}
+	return xz.NewReader(bytes.NewReader(data))
 }
 
 // parseSize parses a decimal size without a sign.
