@@ -55,6 +55,11 @@ type Opts struct {
 	// Epoch is the time of the entries the engine adds itself (an initrd's /init and
 	// /dev/console); the build function gives the exporters theirs.
 	Epoch int64
+	// Fingerprint is a digest of everything the build function's result depends on: its
+	// definition and the content of every local it reads. A dir output whose destination holds
+	// the result of the same fingerprint, untouched since, is not exported again; when no output
+	// is left to export (and no cache to export), nothing is solved. "" exports every time.
+	Fingerprint string
 }
 
 // Result is what the exporters answered.
@@ -62,6 +67,8 @@ type Result struct {
 	ExporterResponse map[string]string
 	// Digests holds the image digest of each oci, docker and image output, in order ("" for others).
 	Digests []string
+	// UpToDate says, in order, which outputs already held this result and were left untouched.
+	UpToDate []bool
 }
 
 // Build runs fn as the frontend of one solve whose exporters are all the outputs: every output
@@ -120,6 +127,20 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		return nil, fmt.Errorf("--cache-from: %w", err)
 	}
 
+	// The dir outputs that already hold this result are not exported (see result.go).
+	upToDateOut := make([]bool, len(outputs))
+	var toExport []Output
+	for i, o := range outputs {
+		if o.Type == "dir" && upToDate(o.Dest, outputKey(opts.Fingerprint, o)) == nil {
+			upToDateOut[i] = true
+			continue
+		}
+		toExport = append(toExport, o)
+	}
+	if len(outputs) > 0 && len(toExport) == 0 && len(opts.CacheTo) == 0 {
+		return &Result{ExporterResponse: map[string]string{}, Digests: make([]string, len(outputs)), UpToDate: upToDateOut}, nil
+	}
+
 	var pend []*pending
 	defer func() {
 		for _, p := range pend {
@@ -127,7 +148,7 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		}
 	}()
 	var exports []client.ExportEntry
-	for _, o := range outputs {
+	for _, o := range toExport {
 		e, p, err := exportFor(o, opts)
 		if err != nil {
 			return nil, err
@@ -173,13 +194,13 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		return nil, local
 	case err != nil:
 		if lost := daemonLost(err, opts.ConnectOpts); lost != err {
-			return nil, fmt.Errorf("engine: %s: %w", outputNames(outputs), lost)
+			return nil, fmt.Errorf("engine: %s: %w", outputNames(toExport), lost)
 		}
 		return nil, err
 	case local != nil:
 		return nil, local
 	}
-	res := &Result{ExporterResponse: map[string]string{}}
+	res := &Result{ExporterResponse: map[string]string{}, UpToDate: upToDateOut}
 	if resp != nil {
 		maps.Copy(res.ExporterResponse, resp.ExporterResponse)
 	}
@@ -275,7 +296,7 @@ func exportFor(o Output, opts Opts) (client.ExportEntry, *pending, error) {
 			}
 			return nil
 		}
-		p.commit = func() error { return commitDir(p.tmp, o.Dest, destOpts(opts, true)) }
+		p.commit = func() error { return commitDir(p.tmp, o.Dest, destOpts(opts, true), outputKey(opts.Fingerprint, o)) }
 		return e, p, nil
 	case "image":
 		imageAttrs(attrs)

@@ -210,7 +210,7 @@ func unpackDir(r io.Reader, dest string) error {
 	if err != nil {
 		return err
 	}
-	if err := commitDir(t, dest, DestOpts{}); err != nil {
+	if err := commitDir(t, dest, DestOpts{}, ""); err != nil {
 		t.Remove()
 		return err
 	}
