@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -80,6 +81,14 @@ func Main() int {
 		fmt.Fprintf(os.Stderr, "rootfsc: %s again: exiting without cleaning up\n", sigName(s))
 		os.Exit(sigExit(s))
 	}()
+	if p := os.Getenv("ROOTFSC_CPUPROFILE"); p != "" {
+		// For the benchmark's profile (docs/benchmarks.md): `go tool pprof bin/rootfsc FILE`.
+		if f, err := os.Create(p); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
+	}
 	code := run(&env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
 	if s, ok := first.Load().(syscall.Signal); ok && code != 0 {
 		fmt.Fprintf(os.Stderr, "rootfsc: interrupted by %s\n", sigName(s))

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/tonistiigi/fsutil"
+
+	"github.com/rootfsc/rootfsc/internal/rootfs"
 )
 
 // Output is one export of a build.
@@ -69,7 +72,13 @@ type Result struct {
 	Digests []string
 	// UpToDate says, in order, which outputs already held this result and were left untouched.
 	UpToDate []bool
+	// Files counts, in order, the regular files of each dir output taken from the previous
+	// output by hard link and those written.
+	Files []FileStats
 }
+
+// FileStats counts the regular files of a dir output: kept from the previous output, written.
+type FileStats struct{ Reused, Written int }
 
 // Build runs fn as the frontend of one solve whose exporters are all the outputs: every output
 // comes from the same result, and none is put in place unless every export succeeded (an image
@@ -83,6 +92,7 @@ func Build(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opt
 type pending struct {
 	out    Output
 	tmp    *Temp                      // temporary file or folder next to Dest
+	files  FileStats                  // a dir's regular files, reused and written
 	commit func() error               // puts tmp in place
 	wait   func(solveErr error) error // waits for a streamed unpack (dir)
 	abort  func(error)                // stops it
@@ -130,15 +140,20 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	// The dir outputs that already hold this result are not exported (see result.go).
 	upToDateOut := make([]bool, len(outputs))
 	var toExport []Output
+	var index []int // of each exported output in outputs
 	for i, o := range outputs {
 		if o.Type == "dir" && upToDate(o.Dest, outputKey(opts.Fingerprint, o)) == nil {
 			upToDateOut[i] = true
+			// What killed runs left is removed all the same, as an export would.
+			parent, base := filepath.Split(filepath.Clean(o.Dest))
+			removeStale(cmp.Or(parent, "."), base)
 			continue
 		}
 		toExport = append(toExport, o)
+		index = append(index, i)
 	}
 	if len(outputs) > 0 && len(toExport) == 0 && len(opts.CacheTo) == 0 {
-		return &Result{ExporterResponse: map[string]string{}, Digests: make([]string, len(outputs)), UpToDate: upToDateOut}, nil
+		return &Result{ExporterResponse: map[string]string{}, Digests: make([]string, len(outputs)), UpToDate: upToDateOut, Files: make([]FileStats, len(outputs))}, nil
 	}
 
 	var pend []*pending
@@ -200,16 +215,17 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	case local != nil:
 		return nil, local
 	}
-	res := &Result{ExporterResponse: map[string]string{}, UpToDate: upToDateOut}
+	res := &Result{ExporterResponse: map[string]string{}, UpToDate: upToDateOut, Files: make([]FileStats, len(outputs))}
 	if resp != nil {
 		maps.Copy(res.ExporterResponse, resp.ExporterResponse)
 	}
-	for _, p := range pend {
+	for i, p := range pend {
 		if p.commit != nil {
 			if err := p.commit(); err != nil {
 				return nil, outputErr(p.out, err)
 			}
 		}
+		res.Files[index[i]] = p.files
 	}
 	for _, o := range outputs {
 		d := ""
@@ -265,18 +281,19 @@ func exportFor(o Output, opts Opts) (client.ExportEntry, *pending, error) {
 	case "dir":
 		pr, pw := io.Pipe()
 		type unpacked struct {
-			tmp *Temp
-			err error
+			tmp   *Temp
+			stats rootfs.UntarStats
+			err   error
 		}
 		done := make(chan unpacked, 1)
 		started := false
 		e := client.ExportEntry{Type: client.ExporterTar, Attrs: attrs, Output: func(map[string]string) (io.WriteCloser, error) {
 			started = true
 			go func() {
-				tmp, err := unpackTemp(pr, o.Dest)
+				tmp, stats, err := unpackTemp(pr, o.Dest)
 				// Make later writes fail instead of blocking.
 				pr.CloseWithError(errOr(err, io.ErrClosedPipe))
-				done <- unpacked{tmp, err}
+				done <- unpacked{tmp, stats, err}
 			}()
 			return pw, nil
 		}}
@@ -290,7 +307,7 @@ func exportFor(o Output, opts Opts) (client.ExportEntry, *pending, error) {
 			}
 			pw.Close()
 			u := <-done
-			p.tmp = u.tmp
+			p.tmp, p.files = u.tmp, FileStats{u.stats.Reused, u.stats.Written}
 			if u.err != nil {
 				return fmt.Errorf("unpacking: %w", u.err)
 			}

@@ -206,7 +206,7 @@ func TestUntar(t *testing.T) {
 
 // unpackDir is the dir output's path from a tar stream to dest.
 func unpackDir(r io.Reader, dest string) error {
-	t, err := unpackTemp(r, dest)
+	t, _, err := unpackTemp(r, dest)
 	if err != nil {
 		return err
 	}
