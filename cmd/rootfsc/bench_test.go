@@ -114,6 +114,7 @@ func TestBench(t *testing.T) {
 	}
 	fmt.Printf("\nwhere the time of the last run's cold build went (BuildKit's steps, longest first):\n%s", last.coldSteps)
 	fmt.Printf("\nand of its one-file change:\n%s", last.fileSteps)
+	fmt.Printf("\nrootfsc's CPU profile of the one-file change (ROOTFSC_CPUPROFILE):\n%s", last.fileProfile)
 }
 
 func format(v float64, unit string) string {
@@ -129,6 +130,17 @@ func format(v float64, unit string) string {
 // benchRun is what the report takes from one run beside the figures.
 type benchRun struct {
 	coldSteps, fileSteps string
+	fileProfile          string // rootfsc's CPU profile of the one-file change, its top functions
+}
+
+// pprofTop is go tool pprof's list of the functions that took most of a profile's CPU time.
+func pprofTop(t *testing.T, binary, profile string) string {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=30", binary, profile).CombinedOutput()
+	if err != nil {
+		t.Logf("go tool pprof: %v\n%s", err, out)
+		return ""
+	}
+	return string(out)
 }
 
 func benchOnce(t *testing.T, add func(name, unit string, v float64)) benchRun {
@@ -186,7 +198,8 @@ func benchOnce(t *testing.T, add func(name, unit string, v float64)) benchRun {
 	onlyLayer(t, "policy", pol.out)
 
 	edit(t, filepath.Join(dir, "m.cue"), `by rootfsc\n"`, `by rootfsc, benchmark\n"`)
-	file := timed(t, dir, env, rootfsc, build...)
+	prof := filepath.Join(t.TempDir(), "one-file.pprof")
+	file := timed(t, dir, append(slices.Clone(env), "ROOTFSC_CPUPROFILE="+prof), rootfsc, build...)
 	add("one-file change (files: /etc/motd)", "s", file.wall.Seconds())
 	onlyLayer(t, "files", file.out)
 	if b, err := os.ReadFile(filepath.Join(dir, "rootfs/etc/motd")); err != nil || !strings.Contains(string(b), "benchmark") {
@@ -196,7 +209,7 @@ func benchOnce(t *testing.T, add func(name, unit string, v float64)) benchRun {
 	if kb := daemonPeak(t, h.state); kb > 0 {
 		add("buildkitd peak RSS (VmHWM), whole run", "MB", float64(kb)/1024)
 	}
-	return benchRun{coldSteps: slowSteps(t, cold.out, 12), fileSteps: slowSteps(t, file.out, 6)}
+	return benchRun{coldSteps: slowSteps(t, cold.out, 12), fileSteps: slowSteps(t, file.out, 6), fileProfile: pprofTop(t, rootfsc, prof)}
 }
 
 // edit replaces old by new in the file, which must hold old.

@@ -23,6 +23,9 @@ import (
 type reuser struct {
 	root  *os.File        // O_PATH, the previous tree's root
 	taken map[uint64]bool // inodes linked into the new tree already
+	// The buffers every comparison reads into: allocated once, since a rootfs has tens of
+	// thousands of files and zeroing fresh buffers for each cost more than the reading.
+	stream, old, xattr []byte
 }
 
 func openReuse(path string) (*reuser, error) {
@@ -30,7 +33,8 @@ func openReuse(path string) (*reuser, error) {
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return &reuser{root: os.NewFile(uintptr(fd), path), taken: map[uint64]bool{}}, nil
+	return &reuser{root: os.NewFile(uintptr(fd), path), taken: map[uint64]bool{},
+		stream: make([]byte, 128<<10), old: make([]byte, 128<<10), xattr: make([]byte, 64<<10)}, nil
 }
 
 func (r *reuser) close() {
@@ -51,7 +55,7 @@ func (r *reuser) candidate(rel string, h *tar.Header, chown bool) *os.File {
 	}
 	f := os.NewFile(uintptr(fd), rel)
 	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil || !sameHeader(&st, h, chown) || r.taken[st.Ino] || !sameXattrs(fd, h) {
+	if unix.Fstat(fd, &st) != nil || !sameHeader(&st, h, chown) || r.taken[st.Ino] || !sameXattrs(fd, h, r.xattr) {
 		f.Close()
 		return nil
 	}
@@ -67,8 +71,9 @@ func sameHeader(st *unix.Stat_t, h *tar.Header, chown bool) bool {
 		st.Mtim.Nano() == h.ModTime.UnixNano()
 }
 
-// sameXattrs reports whether the file fd has exactly the extended attributes h carries.
-func sameXattrs(fd int, h *tar.Header) bool {
+// sameXattrs reports whether the file fd has exactly the extended attributes h carries (buf is
+// where their values are read).
+func sameXattrs(fd int, h *tar.Header, buf []byte) bool {
 	want := map[string]string{}
 	for k, v := range xattrs(h) {
 		want[k] = v
@@ -77,31 +82,32 @@ func sameXattrs(fd int, h *tar.Header) bool {
 	if err != nil {
 		return false
 	}
+	if size == 0 {
+		return len(want) == 0
+	}
 	got := map[string]string{}
-	if size > 0 {
+	{
 		buf := make([]byte, size)
 		n, err := unix.Flistxattr(fd, buf)
 		if err != nil {
 			return false
 		}
 		for _, name := range strings.Split(strings.TrimRight(string(buf[:n]), "\x00"), "\x00") {
-			v := make([]byte, 64<<10)
-			m, err := unix.Fgetxattr(fd, name, v)
+			m, err := unix.Fgetxattr(fd, name, buf)
 			if err != nil {
 				return false
 			}
-			got[name] = string(v[:m])
+			got[name] = string(buf[:m])
 		}
 	}
 	return maps.Equal(want, got)
 }
 
-// sameBytes reads body and old side by side. It returns true when they hold the same bytes;
-// otherwise the reader of the entry's whole content from the bytes read so far on (the prefix both
-// share, read again from old, then what body gave that differed, then the rest of body).
-func sameBytes(old *os.File, body io.Reader, size int64) (bool, io.Reader, error) {
-	a := make([]byte, 128<<10)
-	b := make([]byte, len(a))
+// sameBytes reads body and old side by side, into a and b. It returns true when they hold the
+// same bytes; otherwise the reader of the entry's whole content from the bytes read so far on
+// (the prefix both share, read again from old, then a copy of what body gave that differed, then
+// the rest of body).
+func sameBytes(old *os.File, body io.Reader, size int64, a, b []byte) (bool, io.Reader, error) {
 	var off int64
 	for off < size {
 		n := int(min(int64(len(a)), size-off))
@@ -110,7 +116,7 @@ func sameBytes(old *os.File, body io.Reader, size int64) (bool, io.Reader, error
 			return false, nil, err
 		}
 		if _, err := io.ReadFull(io.NewSectionReader(old, off, int64(n)), b[:n]); err != nil || !bytes.Equal(a[:got], b[:n]) {
-			rest := io.MultiReader(io.NewSectionReader(old, 0, off), bytes.NewReader(a[:got]), body)
+			rest := io.MultiReader(io.NewSectionReader(old, 0, off), bytes.NewReader(bytes.Clone(a[:got])), body)
 			return false, rest, nil
 		}
 		off += int64(n)
@@ -132,7 +138,7 @@ func (u *untarrer) reuseFile(pfd int, name, prel string, h *tar.Header, body io.
 }
 
 func (u *untarrer) reuseFrom(old *os.File, pfd int, name string, h *tar.Header, body io.Reader) (bool, io.Reader, error) {
-	same, rest, err := sameBytes(old, body, h.Size)
+	same, rest, err := sameBytes(old, body, h.Size, u.reuse.stream, u.reuse.old)
 	if err != nil || !same {
 		return false, rest, err
 	}
