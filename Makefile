@@ -18,10 +18,15 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-# rootfsc is static (CGO off): the same binary runs inside the build as the extraction helper,
-# and is the whole of the frontend image (rootfsc frontend-image).
-$(BIN)/rootfsc: FORCE
+# rootfsc is static (CGO off): it is the frontend image's entrypoint (rootfsc frontend-image).
+$(BIN)/rootfsc: $(BIN)/rootfsc-helper FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X github.com/rootfsc/rootfsc/build.Version=$(VERSION)" -o $@ ./cmd/rootfsc
+
+# rootfsc-helper runs inside the build steps, which BuildKit keys by its bytes: it is built
+# reproducibly (no version, no VCS stamp, no build ID), so a new rootfsc whose helper code did not
+# change keeps every cached base layer.
+$(BIN)/rootfsc-helper: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-buildid=" -o $@ ./cmd/rootfsc-helper
 
 $(BIN)/buildkitd: go.mod go.sum
 	$(GO) build -o $@ github.com/moby/buildkit/cmd/buildkitd
@@ -38,7 +43,7 @@ $(BIN)/opa: go.mod go.sum
 $(BIN)/kata-agent-standin: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./testdata/standin-agent
 
-tools: $(BIN)/rootfsc $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/opa $(BIN)/kata-agent-standin
+tools: $(BIN)/rootfsc $(BIN)/rootfsc-helper $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/opa $(BIN)/kata-agent-standin
 
 # The main job: build the example Debian rootfs into examples/rootfs with the embedded buildkitd.
 rootfs: deps tools

@@ -51,6 +51,8 @@ const (
 	LocalManifest   = "dockerfile"
 	LocalContext    = "context"
 	LocalHelper     = "rootfsc-helper"
+	// HelperName is the in-build helper's file name, in the helper local and the frontend image.
+	HelperName = "rootfsc-helper"
 )
 
 // Frontend is the one build function of every door: `rootfsc build` runs it in-process and
@@ -116,16 +118,19 @@ func Frontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) 
 	return plan.Solve(ctx, c, helper, labelOpts(opts))
 }
 
-// helperState is the in-build helper: the frontend's own image, whose /rootfsc is this binary,
-// or with "local" the helper local of an in-process build.
+// helperState is the in-build helper: a state holding /rootfsc-helper alone, so that every step
+// mounting it is keyed by the helper's bytes (BuildKit hashes a read-only mount's content), not
+// by the rootfsc that lowered it. In-process ("local") it is the helper local, the folder of the
+// rootfsc executable filtered to rootfsc-helper; in gateway mode, rootfsc-helper copied out of
+// the frontend's own image.
 func helperState(c gwclient.Client, mode string) (bkllb.State, error) {
 	if mode == "local" {
 		return bkllb.Local(LocalHelper,
-			bkllb.IncludePatterns([]string{"rootfsc"}),
+			bkllb.IncludePatterns([]string{HelperName}),
 			bkllb.SharedKeyHint(LocalHelper),
 			// A fixed ID keeps the definition (and its cache keys) identical from run to run.
 			bkllb.LocalUniqueID("rootfsc:"+LocalHelper),
-			bkllb.WithCustomName("helper rootfsc"),
+			bkllb.WithCustomName("helper "+HelperName),
 		), nil
 	}
 	cf, ok := c.(interface{ CurrentFrontend() (*bkllb.State, error) })
@@ -136,7 +141,7 @@ func helperState(c gwclient.Client, mode string) (bkllb.State, error) {
 	if err != nil {
 		return bkllb.State{}, fmt.Errorf("the in-build helper: %w", err)
 	}
-	return *st, nil
+	return bkllb.Scratch().File(bkllb.Copy(*st, "/"+HelperName, "/"+HelperName), bkllb.WithCustomName("helper "+HelperName+" from the frontend image")), nil
 }
 
 func labelOpts(opts map[string]string) map[string]string {

@@ -34,7 +34,9 @@ type Request struct {
 	Engine engine.Opts
 	// Labels are added to the image config (label:KEY=VALUE of the frontend).
 	Labels map[string]string
-	// HelperDir is the folder of the static rootfsc binary that runs inside the build.
+	// HelperDir is the folder of rootfsc-helper, the static binary that runs inside the build;
+	// empty: the folder of the rootfsc executable ([HelperDir]), looked up once the plan is
+	// prepared, so that a bad manifest or policy is reported first.
 	HelperDir string
 	// DownloadTimeout bounds one attempt at the base's downloads (0: the default of their size).
 	DownloadTimeout time.Duration
@@ -89,6 +91,11 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	for k, v := range req.Labels {
 		attrs[OptLabelPrefix+k] = v
+	}
+	if req.HelperDir == "" {
+		if req.HelperDir, err = HelperDir(); err != nil {
+			return nil, err
+		}
 	}
 	eo := req.Engine
 	eo.FrontendAttrs = attrs
@@ -180,7 +187,7 @@ func WriteDefinition(ctx context.Context, p *Plan, w io.Writer) (*Definition, er
 type FrontendImageRequest struct {
 	Outputs []engine.Output
 	Engine  engine.Opts
-	// HelperDir holds the static rootfsc binary the image carries.
+	// HelperDir holds the static rootfsc and rootfsc-helper binaries the image carries.
 	HelperDir string
 	// Keyrings is a folder of distro keyrings to carry under /usr/share/keyrings ("" for none).
 	Keyrings []string
@@ -193,14 +200,24 @@ type FrontendImageRequest struct {
 // image) and the distro keyrings, every time the epoch, so two builds give the same digest.
 func FrontendImage(ctx context.Context, req FrontendImageRequest) (*engine.Result, error) {
 	epoch := time.Unix(req.Epoch, 0).UTC()
+	if _, err := os.Stat(filepath.Join(req.HelperDir, "rootfsc")); err != nil {
+		return nil, fmt.Errorf("the frontend image's entrypoint: %w", err)
+	}
 	dirs := map[string]string{LocalHelper: req.HelperDir}
 	fn := func(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) {
-		helper, _ := helperState(c, "local")
+		bins := bkllb.Local(LocalHelper, bkllb.IncludePatterns([]string{"rootfsc", HelperName}),
+			bkllb.SharedKeyHint(LocalHelper), bkllb.LocalUniqueID("rootfsc:"+LocalHelper+":image"))
 		root := bkllb.WithUIDGID(0, 0)
-		fa := bkllb.Copy(helper, "/rootfsc", "/rootfsc", &bkllb.CopyInfo{
-			Mode: &bkllb.ChmodOpt{Mode: 0o755}, ChownOpt: &bkllb.ChownOpt{User: &bkllb.UserOpt{UID: 0}, Group: &bkllb.UserOpt{UID: 0}},
-			CreatedTime: &epoch,
-		})
+		exe := func() *bkllb.CopyInfo {
+			return &bkllb.CopyInfo{
+				Mode: &bkllb.ChmodOpt{Mode: 0o755}, ChownOpt: &bkllb.ChownOpt{User: &bkllb.UserOpt{UID: 0}, Group: &bkllb.UserOpt{UID: 0}},
+				CreatedTime: &epoch,
+			}
+		}
+		// The image holds rootfsc (the entrypoint) and rootfsc-helper, which the frontend copies
+		// out for the steps that run it (helperState).
+		fa := bkllb.Copy(bins, "/rootfsc", "/rootfsc", exe()).
+			Copy(bins, "/"+HelperName, "/"+HelperName, exe())
 		for i, k := range req.Keyrings {
 			name := fmt.Sprintf("keyring%d", i)
 			src := bkllb.Local(name, bkllb.IncludePatterns([]string{filepath.Base(k)}), bkllb.SharedKeyHint(name),
@@ -291,8 +308,8 @@ func ParseOutputs(specs []string) ([]engine.Output, error) {
 	return out, nil
 }
 
-// HelperDir is the folder holding this rootfsc executable, which runs inside the build as the
-// static helper.
+// HelperDir is the folder holding this rootfsc executable and, beside it, rootfsc-helper, the
+// static binary that runs inside the build (make builds both into bin/).
 func HelperDir() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -302,8 +319,13 @@ func HelperDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if filepath.Base(exe) != "rootfsc" {
-		return "", fmt.Errorf("the build helper must be an executable named rootfsc (running %s)", exe)
+	dir := filepath.Dir(exe)
+	fi, err := os.Stat(filepath.Join(dir, HelperName))
+	if err != nil {
+		return "", fmt.Errorf("the in-build helper: %w (rootfsc-helper, built from cmd/rootfsc-helper, must sit beside rootfsc; make builds both into bin/)", err)
 	}
-	return filepath.Dir(exe), nil
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("the in-build helper: %s is not an executable file", filepath.Join(dir, HelperName))
+	}
+	return dir, nil
 }

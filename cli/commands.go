@@ -16,9 +16,6 @@ import (
 	rcue "github.com/rootfsc/rootfsc/cue"
 	"github.com/rootfsc/rootfsc/distros"
 	"github.com/rootfsc/rootfsc/engine"
-	"github.com/rootfsc/rootfsc/internal/kmod"
-	"github.com/rootfsc/rootfsc/internal/rootfs"
-	"github.com/rootfsc/rootfsc/kata"
 )
 
 // formatError renders CUE errors with positions relative to the working directory.
@@ -83,11 +80,7 @@ func (f *pipelineFlags) request(e *env, ef *engineFlags, manifest string) (build
 		return build.Request{}, err
 	}
 	opts.WriteLock = true
-	helper, err := build.HelperDir()
-	if err != nil {
-		return build.Request{}, err
-	}
-	return build.Request{Source: src, Opts: opts, Engine: ef.opts(e), HelperDir: helper}, nil
+	return build.Request{Source: src, Opts: opts, Engine: ef.opts(e)}, nil
 }
 
 func printWarnings(e *env, p *build.Plan) {
@@ -389,72 +382,4 @@ func runDistros(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", d.Name, d.Family, strings.Join(d.Releases, " "))
 	}
 	return nil
-}
-
-// runInternal holds the helpers that run inside the build, from the helper local.
-func runInternal(e *env, args []string) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "extract":
-			return distros.Helper(e.ctx, args[1:], e.stderr)
-		case "strip-acls":
-			return internalStripACLs(e, args[1:])
-		case "check":
-			return internalCheck(e, args[1:])
-		case "modules":
-			return internalModules(e, args[1:])
-		}
-	}
-	fmt.Fprintln(e.stderr, "rootfsc internal: extract, strip-acls, check or modules (used inside builds)")
-	return 2
-}
-
-// internalModules is `rootfsc internal modules --tree DIR --include PATTERN...`: modules.include.
-func internalModules(e *env, args []string) int {
-	fs := flags("internal modules")
-	tree := fs.String("tree", "", "the modules tree (lib/modules/RELEASE), with modules.dep")
-	include := fs.StringArray("include", nil, "keep the modules that match this glob, with their dependencies (repeatable)")
-	if err := fs.Parse(args); err != nil || *tree == "" || len(*include) == 0 || fs.NArg() != 0 {
-		fmt.Fprintln(e.stderr, "usage: rootfsc internal modules --tree DIR --include PATTERN...")
-		return 2
-	}
-	res, err := kmod.Select(*tree, *include)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "rootfsc internal modules: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(e.stdout, "kept %d modules, removed %d\n", len(res.Kept), res.Removed)
-	return 0
-}
-
-func internalStripACLs(e *env, args []string) int {
-	fs := flags("internal strip-acls")
-	root := fs.String("root", "", "the tree whose POSIX ACLs go")
-	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() != 0 {
-		fmt.Fprintln(e.stderr, "usage: rootfsc internal strip-acls --root DIR")
-		return 2
-	}
-	if err := rootfs.StripACLs(*root); err != nil {
-		fmt.Fprintf(e.stderr, "rootfsc internal strip-acls: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func internalCheck(e *env, args []string) int {
-	fs := flags("internal check")
-	root := fs.String("root", "", "the rootfs to check")
-	init := fs.String("init", "", "systemd or agent (empty: no agent)")
-	agent := fs.String("agent", "", "the agent binary the rootfs must hold")
-	overlay := fs.Bool("overlay", false, "the rootfs is an overlay without distro files")
-	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() != 0 {
-		fmt.Fprintln(e.stderr, "usage: rootfsc internal check --root DIR [--init systemd|agent --agent FILE] [--overlay]")
-		return 2
-	}
-	if err := kata.Check(*root, kata.CheckOpts{Init: *init, Agent: *agent, Overlay: *overlay}); err != nil {
-		fmt.Fprintf(e.stderr, "rootfsc internal check: %v\n", err)
-		return 1
-	}
-	fmt.Fprintln(e.stdout, "rootfs check: ok")
-	return 0
 }

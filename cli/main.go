@@ -120,9 +120,6 @@ func run(e *env, args []string) int {
 		}
 		return 0
 	}
-	if args[0] == "internal" {
-		return runInternal(e, args[1:])
-	}
 	for _, c := range commands {
 		if c.name != args[0] || c.run == nil {
 			continue

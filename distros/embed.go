@@ -2,10 +2,8 @@ package distros
 
 import (
 	"cmp"
-	"context"
 	"embed"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"slices"
@@ -79,10 +77,4 @@ func Family(name string) (family.Family, error) {
 		return deb.Family{}, nil
 	}
 	return nil, fmt.Errorf("package family %q is not implemented (known: deb)", name)
-}
-
-// Helper runs the in-build helper of the package families (`rootfsc internal extract …`): it
-// unpacks packages inside a build step. It returns the exit code.
-func Helper(ctx context.Context, args []string, stderr io.Writer) int {
-	return deb.HelperMain(ctx, args, stderr)
 }

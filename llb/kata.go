@@ -328,7 +328,7 @@ func (l *layers) modules() (bkllb.State, error) {
 	if len(mod.Include) > 0 {
 		// The helper reads depmod's modules.dep, keeps the included modules and what they
 		// depend on, and removes the rest; depmod then describes what is left.
-		args := []string{HelperDir + "/rootfsc", "internal", "modules", "--tree", ModulesDir + "/" + release}
+		args := []string{HelperBin, "modules", "--tree", ModulesDir + "/" + release}
 		var pats []string
 		for _, p := range mod.Include {
 			args = append(args, "--include", string(p))
@@ -525,7 +525,7 @@ const (
 // export (and `rootfsc llb` exports its /target mount, so a failed check fails that build).
 func (l *layers) check(merged bkllb.State, agent *bkllb.State) bkllb.ExecState {
 	pg := l.at("agent", bkllb.ProgressGroup("check", "check rootfs", false))
-	args := []string{HelperDir + "/rootfsc", "internal", "check", "--root", CheckTarget}
+	args := []string{HelperBin, "check", "--root", CheckTarget}
 	opts := []bkllb.RunOption{
 		bkllb.AddMount(HelperDir, l.helper, bkllb.Readonly),
 		bkllb.Network(bkllb.NetModeNone),

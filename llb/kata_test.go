@@ -301,7 +301,7 @@ func (g *graph) check(t *testing.T) (digest.Digest, *pb.ExecOp) {
 	t.Helper()
 	var found []digest.Digest
 	g.each(func(d digest.Digest, op *pb.Op) {
-		if e := op.GetExec(); e != nil && slices.Equal(e.Meta.Args[1:3], []string{"internal", "check"}) {
+		if e := op.GetExec(); e != nil && slices.Equal(e.Meta.Args[:2], []string{HelperBin, "check"}) {
 			found = append(found, d)
 		}
 	})
@@ -320,7 +320,7 @@ func TestLowerKataExecs(t *testing.T) {
 			"base: dpkg --install 4 packages",
 			"base: drop POSIX ACLs",
 			"base: extract 2 essential packages",
-			"check: check --root /target --init systemd --agent /.rootfsc-agent/usr/bin/kata-agent",
+			"check: --root /target --init systemd --agent /.rootfsc-agent/usr/bin/kata-agent",
 			"kata: chrony to the PTP clock; tmp.mount; slim (units, docs, man pages, locales)",
 			"modules: depmod 6.1.0-27-amd64",
 			"modules: extract lib/modules of linux-image-6.1.0-27-amd64 6.1.115-1",
@@ -329,14 +329,14 @@ func TestLowerKataExecs(t *testing.T) {
 			"base: dpkg --install 4 packages",
 			"base: drop POSIX ACLs",
 			"base: extract 2 essential packages",
-			"check: check --root /target --init agent --agent /.rootfsc-agent/usr/sbin/init",
+			"check: --root /target --init agent --agent /.rootfsc-agent/usr/sbin/init",
 			"kata: chrony to the PTP clock",
 			"modules: depmod 6.1.0-27-amd64",
 			"modules: depmod 6.1.0-27-amd64 of the included modules",
 			"modules: keep virtio_* vmw_vsock_virtio_transport and their dependencies",
 		},
 		"overlay": {
-			"check: check --root /target --overlay --init systemd --agent /.rootfsc-agent/usr/bin/kata-agent",
+			"check: --root /target --overlay --init systemd --agent /.rootfsc-agent/usr/bin/kata-agent",
 		},
 	}
 	for _, c := range kataCases() {
@@ -370,10 +370,10 @@ func TestLowerKataCheckStep(t *testing.T) {
 		layers int // inputs of the merge the check mounts at /target
 	}{
 		// base, modules, kata edits, glue, policy, agent, files
-		"systemd":    {[]string{"/.rootfsc/rootfsc", "internal", "check", "--root", "/target", "--init", "systemd", "--agent", "/.rootfsc-agent/usr/bin/kata-agent"}, 7},
-		"agent-init": {[]string{"/.rootfsc/rootfsc", "internal", "check", "--root", "/target", "--init", "agent", "--agent", "/.rootfsc-agent/usr/sbin/init"}, 6},
+		"systemd":    {[]string{"/.rootfsc/rootfsc-helper", "check", "--root", "/target", "--init", "systemd", "--agent", "/.rootfsc-agent/usr/bin/kata-agent"}, 7},
+		"agent-init": {[]string{"/.rootfsc/rootfsc-helper", "check", "--root", "/target", "--init", "agent", "--agent", "/.rootfsc-agent/usr/sbin/init"}, 6},
 		// glue, policy, agent, files
-		"overlay": {[]string{"/.rootfsc/rootfsc", "internal", "check", "--root", "/target", "--overlay", "--init", "systemd", "--agent", "/.rootfsc-agent/usr/bin/kata-agent"}, 4},
+		"overlay": {[]string{"/.rootfsc/rootfsc-helper", "check", "--root", "/target", "--overlay", "--init", "systemd", "--agent", "/.rootfsc-agent/usr/bin/kata-agent"}, 4},
 	}
 	for _, c := range kataCases() {
 		t.Run(c.name, func(t *testing.T) {

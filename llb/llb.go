@@ -17,8 +17,11 @@ import (
 // [Opts.Context] is empty: buildctl's `--local context=DIR`.
 const DefaultContext = "context"
 
-// HelperDir is where the helper state is mounted; the binary is HelperDir+"/rootfsc".
+// HelperDir is where the helper state is mounted; the binary is [HelperBin].
 const HelperDir = family.HelperDir
+
+// HelperBin is the in-build helper binary, rootfsc-helper.
+const HelperBin = family.HelperBin
 
 // Input is what [Lower] turns into LLB.
 type Input struct {
@@ -40,8 +43,8 @@ type Input struct {
 
 // Opts tunes [Lower].
 type Opts struct {
-	// Helper is the state holding the static rootfsc binary at /rootfsc: an [bkllb.Local]
-	// in-process, the frontend's own image in gateway mode.
+	// Helper is the state holding the static rootfsc-helper binary at /rootfsc-helper (and
+	// nothing else, so that the steps that mount it are keyed by the helper's bytes alone).
 	Helper bkllb.State
 	// Context is the name of the local holding the build context; default [DefaultContext].
 	// Every local path of the manifest is relative to it.

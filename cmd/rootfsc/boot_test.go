@@ -172,7 +172,7 @@ func debianKernel(t *testing.T, h *harness) string {
 	}
 	root := filepath.Join(dir, "root")
 	var stderr bytes.Buffer
-	x := exec.Command(filepath.Join(h.bin, "rootfsc"), "internal", "extract", "--root", root, "--only", "boot/", debPath)
+	x := exec.Command(filepath.Join(h.bin, "rootfsc-helper"), "extract", "--root", root, "--only", "boot/", debPath)
 	x.Stderr = &stderr
 	if err := x.Run(); err != nil {
 		t.Fatalf("extracting boot/ of %s: %v\n%s", k.Name, err, stderr.String())

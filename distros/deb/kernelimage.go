@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/rootfsc/rootfsc/distros/deb/unpack"
 	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
@@ -48,7 +49,7 @@ func (Family) KernelImage(ctx context.Context, r family.Request, lk *lock.Lock, 
 		return "", fmt.Errorf("kernel package %s %s: %w", k.Name, k.Version, err)
 	}
 	tree := filepath.Join(tmp, "root")
-	if err := Bootstrap(ctx, tree, []string{deb}, BootstrapOpts{Only: []string{"boot/"}}); err != nil {
+	if err := unpack.Bootstrap(ctx, tree, []string{deb}, unpack.BootstrapOpts{Only: []string{"boot/"}}); err != nil {
 		return "", fmt.Errorf("kernel package %s %s: %w", k.Name, k.Version, err)
 	}
 	if _, err := os.Stat(filepath.Join(tree, "boot", "vmlinuz-"+k.Release)); err != nil {

@@ -59,7 +59,7 @@ func (Family) Lower(r family.Request, lk *lock.Lock, opts family.LowerOpts) (*fa
 	// security.capability), so they go here, and the tar, dir and image outputs and a build from
 	// an imported cache all hold the same tree (systemd-tmpfiles sets the journal's again at boot).
 	st = bkllb.Scratch().Run(
-		bkllb.Args([]string{family.HelperDir + "/rootfsc", "internal", "strip-acls", "--root", TargetDir}),
+		bkllb.Args([]string{family.HelperBin, "strip-acls", "--root", TargetDir}),
 		bkllb.AddMount(family.HelperDir, opts.Helper, bkllb.Readonly),
 		bkllb.Network(bkllb.NetModeNone),
 		bkllb.WithCustomName("base: drop POSIX ACLs"),
@@ -110,7 +110,7 @@ func kernelTree(base bkllb.State, lk *lock.Lock, mirrors map[string]string, opts
 		pg,
 	)
 	run := base.Run(
-		bkllb.Args([]string{family.HelperDir + "/rootfsc", "internal", "extract", "--root", "/",
+		bkllb.Args([]string{family.HelperBin, "extract", "--root", "/",
 			"--only", "lib/modules/", "--only", "usr/lib/modules/", kernelDir + "/" + debFile}),
 		bkllb.AddMount(family.HelperDir, opts.Helper, bkllb.Readonly),
 		bkllb.AddMount(kernelDir, deb, bkllb.Readonly),
@@ -206,7 +206,7 @@ func fetch(debs []debFile, attempt int, pg bkllb.ConstraintsOpt) bkllb.State {
 // extractEssential is stage 1: the static helper, over scratch, unpacks the essential
 // packages into TargetDir after making the merged-/usr links.
 func extractEssential(debDir, helper bkllb.State, debs []debFile, pg bkllb.ConstraintsOpt) bkllb.State {
-	args := []string{family.HelperDir + "/rootfsc", "internal", "extract", "--root", TargetDir, "--usrmerge"}
+	args := []string{family.HelperBin, "extract", "--root", TargetDir, "--usrmerge"}
 	n := 0
 	for _, d := range debs {
 		if d.pkg.Essential {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/rootfsc/rootfsc/distros/deb/unpack"
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
 
@@ -159,7 +160,7 @@ func TestBootstrapRealKernelModules(t *testing.T) {
 	t.Logf("downloaded %s (%d bytes) in %s", l.Kernel.Filename, len(b), time.Since(start))
 	root := t.TempDir()
 	start = time.Now()
-	if err := Bootstrap(context.Background(), root, []string{deb}, BootstrapOpts{UsrMerge: true, Only: []string{"lib/modules/", "usr/lib/modules/"}}); err != nil {
+	if err := unpack.Bootstrap(context.Background(), root, []string{deb}, unpack.BootstrapOpts{UsrMerge: true, Only: []string{"lib/modules/", "usr/lib/modules/"}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("extracted the modules in %s", time.Since(start))
@@ -286,7 +287,7 @@ func TestExtractRealDebs(t *testing.T) {
 		}
 		deb := filepath.Join(debs, filepath.Base(p.Filename))
 		os.WriteFile(deb, b, 0o644)
-		if err := Extract(context.Background(), deb, root); err != nil {
+		if err := unpack.Extract(context.Background(), deb, root); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,9 +18,12 @@ import (
 	"github.com/rootfsc/rootfsc/schema"
 )
 
-// HelperDir is where the in-build helper (the static rootfsc binary, at HelperDir+"/rootfsc") is
-// mounted in the exec ops that run it.
+// HelperDir is where the in-build helper (the static rootfsc-helper binary, at [HelperBin]) is
+// mounted, read-only, in the exec ops that run it.
 const HelperDir = "/.rootfsc"
+
+// HelperBin is the helper binary inside a step: rootfsc-helper, built from cmd/rootfsc-helper.
+const HelperBin = HelperDir + "/rootfsc-helper"
 
 // Request is what a manifest asks of its distro.
 type Request struct {

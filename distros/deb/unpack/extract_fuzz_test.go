@@ -1,4 +1,4 @@
-package deb
+package unpack
 
 // FuzzExtract feeds the .deb extractor (ar, then xz, gzip, zstd or no compression, then tar)
 // arbitrary packages. Whatever the bytes, it must not panic, must stay within its bounds (small

@@ -1,4 +1,4 @@
-package deb
+package unpack
 
 // Crafted packages (issue 8): each is refused with the package and the entry named, and a
 // directory next to the root is as it was. The tests go through Bootstrap, what the in-build

@@ -1,0 +1,136 @@
+// Package helper is rootfsc-helper, the small static binary that runs inside build steps
+// (mounted read-only at /.rootfsc): it extracts packages, selects kernel modules, strips POSIX
+// ACLs and checks the rootfs. It is a program of its own, built reproducibly (make builds it
+// with -trimpath and no build ID or VCS stamp), because BuildKit keys every step that mounts it
+// by its content: a new rootfsc whose helper code did not change keeps every cached base layer.
+// It imports only the in-build parts of rootfsc (no resolver, no BuildKit client, no CUE).
+package helper
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/rootfsc/rootfsc/distros/deb/unpack"
+	"github.com/rootfsc/rootfsc/internal/kmod"
+	"github.com/rootfsc/rootfsc/internal/rootfs"
+	"github.com/rootfsc/rootfsc/kata"
+)
+
+// command is one subcommand: rootfsc-helper NAME ARGS….
+type command struct {
+	usage string
+	run   func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		// The deb family's stage 1 and the kernel package's modules.
+		"extract":    {"extract --root DIR [--usrmerge] [--only PREFIX]... DEB...", extract},
+		"strip-acls": {"strip-acls --root DIR", stripACLs},
+		"modules":    {"modules --tree DIR --include PATTERN...", modules},
+		"check":      {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
+	}
+}
+
+// Main runs rootfsc-helper with args (without the program name) and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if c, ok := commands[args[0]]; ok {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintln(stderr, "rootfsc-helper runs inside rootfsc's build steps; usage:")
+	for _, name := range []string{"extract", "strip-acls", "modules", "check"} {
+		fmt.Fprintf(stderr, "  rootfsc-helper %s\n", commands[name].usage)
+	}
+	return 2
+}
+
+// flags makes a subcommand's flag set whose errors go to the usage line, not to pflag's output.
+func flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func usage(stderr io.Writer, name string) int {
+	fmt.Fprintf(stderr, "usage: rootfsc-helper %s\n", commands[name].usage)
+	return 2
+}
+
+func fail(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "rootfsc-helper %s: %v\n", name, err)
+	return 1
+}
+
+// extract is [unpack.Bootstrap] with flags.
+func extract(ctx context.Context, args []string, _, stderr io.Writer) int {
+	fs := flags("extract")
+	root := fs.String("root", "", "the root to extract into")
+	usrmerge := fs.Bool("usrmerge", false, "make the merged-/usr links first")
+	var only multi
+	fs.Var(&only, "only", "extract only entries under this path prefix (repeatable)")
+	if err := fs.Parse(args); err != nil || *root == "" {
+		return usage(stderr, "extract")
+	}
+	if err := unpack.Bootstrap(ctx, *root, fs.Args(), unpack.BootstrapOpts{UsrMerge: *usrmerge, Only: only}); err != nil {
+		return fail(stderr, "extract", err)
+	}
+	return 0
+}
+
+// modules is modules.include: keep the matching modules and what they depend on.
+func modules(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("modules")
+	tree := fs.String("tree", "", "the modules tree (lib/modules/RELEASE), with modules.dep")
+	var include multi
+	fs.Var(&include, "include", "keep the modules that match this glob, with their dependencies (repeatable)")
+	if err := fs.Parse(args); err != nil || *tree == "" || len(include) == 0 || fs.NArg() != 0 {
+		return usage(stderr, "modules")
+	}
+	res, err := kmod.Select(*tree, include)
+	if err != nil {
+		return fail(stderr, "modules", err)
+	}
+	fmt.Fprintf(stdout, "kept %d modules, removed %d\n", len(res.Kept), res.Removed)
+	return 0
+}
+
+func stripACLs(_ context.Context, args []string, _, stderr io.Writer) int {
+	fs := flags("strip-acls")
+	root := fs.String("root", "", "the tree whose POSIX ACLs go")
+	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() != 0 {
+		return usage(stderr, "strip-acls")
+	}
+	if err := rootfs.StripACLs(*root); err != nil {
+		return fail(stderr, "strip-acls", err)
+	}
+	return 0
+}
+
+func check(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("check")
+	root := fs.String("root", "", "the rootfs to check")
+	init := fs.String("init", "", "systemd or agent (empty: no agent)")
+	agent := fs.String("agent", "", "the agent binary the rootfs must hold")
+	overlay := fs.Bool("overlay", false, "the rootfs is an overlay without distro files")
+	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() != 0 {
+		return usage(stderr, "check")
+	}
+	if err := kata.Check(*root, kata.CheckOpts{Init: *init, Agent: *agent, Overlay: *overlay}); err != nil {
+		return fail(stderr, "check", err)
+	}
+	fmt.Fprintln(stdout, "rootfs check: ok")
+	return 0
+}
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
