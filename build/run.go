@@ -111,7 +111,7 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 		if eo.Fingerprint, err = p.fingerprint(ctx, attrs, map[string]localFiles{
 			LocalManifest: {req.Source.Dir, []string{req.Source.Name, p.LockName}},
 			LocalContext:  {req.Source.ContextDir, p.ContextPaths()},
-			LocalHelper:   {req.HelperDir, []string{"rootfsc"}},
+			LocalHelper:   {req.HelperDir, []string{HelperName}},
 		}); err != nil {
 			return nil, err
 		}
