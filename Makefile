@@ -7,7 +7,7 @@ GO ?= go
 APT_PKGS := runc mmdebstrap debian-archive-keyring xz-utils zstd ca-certificates qemu-system-x86 skopeo docker-registry cpio
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: all deps tools rootfs test test-short vet fuzz clean
+.PHONY: all deps tools rootfs test test-short vet fuzz bench bench-smoke clean
 all: tools
 
 # deps installs the Debian packages the builds and tests need, only when one is missing.
@@ -58,6 +58,18 @@ vet:
 test: deps tools vet
 	ROOTFSC_BIN=$(BIN) ROOTFSC_TEST_MMDEBSTRAP=1 $(GO) test -count=1 -timeout 60m ./...
 	$(MAKE) fuzz
+	$(MAKE) bench-smoke
+
+# The benchmark of issue 9 (cmd/rootfsc/bench_test.go): the Kata example cold, against mmdebstrap
+# of the same package set, then no-op, agent, policy and one-file rebuilds, resolution, lowering
+# and peak memory; a table of medians over BENCH_RUNS runs. It asserts no timing.
+BENCH_RUNS ?= 3
+bench: deps tools
+	ROOTFSC_BIN=$(BIN) ROOTFSC_BENCH=$(BENCH_RUNS) $(GO) test -count=1 -v -run '^TestBench$$' -timeout 180m ./cmd/rootfsc
+
+# One run, for CI: that the benchmark still works, not how fast.
+bench-smoke:
+	$(MAKE) bench BENCH_RUNS=1
 
 # Every fuzz target of the module for FUZZTIME each (make fuzz FUZZTIME=10m for a long run).
 # The short run counts executions, not seconds: a -fuzztime in seconds races the fuzzing

@@ -105,6 +105,17 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 		LocalContext:  req.Source.ContextDir,
 		LocalHelper:   req.HelperDir,
 	}
+	// A dir output that already holds this result is left as it is; --check builds again
+	// whatever the outputs hold.
+	if !req.Check {
+		if eo.Fingerprint, err = p.fingerprint(ctx, attrs, map[string]localFiles{
+			LocalManifest: {req.Source.Dir, []string{req.Source.Name, p.LockName}},
+			LocalContext:  {req.Source.ContextDir, p.ContextPaths()},
+			LocalHelper:   {req.HelperDir, []string{HelperName}},
+		}); err != nil {
+			return nil, err
+		}
+	}
 	// Frontend explains a failed step itself (both doors name the package).
 	exports := outputs
 	var checkDir, first string

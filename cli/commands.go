@@ -299,6 +299,14 @@ func runBoot(e *env, args []string) error {
 
 func printOutputs(e *env, outputs []engine.Output, res *engine.Result) {
 	for i, o := range outputs {
+		if i < len(res.UpToDate) && res.UpToDate[i] {
+			fmt.Fprintf(e.stdout, "%s: %s (up to date: it holds this result, not exported again)\n", o.Type, o.Dest)
+			continue
+		}
+		if i < len(res.Files) && res.Files[i].Reused > 0 {
+			fmt.Fprintf(e.stdout, "%s: %s (%d files kept from the previous output, %d written)\n", o.Type, o.Dest, res.Files[i].Reused, res.Files[i].Written)
+			continue
+		}
 		if d := res.Digests[i]; d != "" {
 			fmt.Fprintf(e.stdout, "%s: %s %s\n", o.Type, o.Dest, d)
 		} else {

@@ -81,8 +81,8 @@ func Main() int {
 		fmt.Fprintf(os.Stderr, "rootfsc: %s again: exiting without cleaning up\n", sigName(s))
 		os.Exit(sigExit(s))
 	}()
-	// ROOTFSC_CPUPROFILE=FILE writes a CPU profile of the command (docs/benchmarks.md).
 	if p := os.Getenv("ROOTFSC_CPUPROFILE"); p != "" {
+		// For the benchmark's profile (docs/benchmarks.md): `go tool pprof bin/rootfsc FILE`.
 		if f, err := os.Create(p); err == nil {
 			if pprof.StartCPUProfile(f) == nil {
 				defer func() { pprof.StopCPUProfile(); f.Close() }()

@@ -275,8 +275,9 @@ func removeStale(parent, base string) {
 
 // commitDir puts the tree of t in place at dest, checked again by checkDest with o: the tree is
 // marked, exchanged atomically with a previous output (renamed when there is none), and the
-// previous output removed. On error dest is as it was and t is still to be removed.
-func commitDir(t *Temp, dest string, o DestOpts) error {
+// previous output removed; then the result key is recorded on it with the tree's stamp (see
+// [recordResult]), unless key is "". On error dest is as it was and t is still to be removed.
+func commitDir(t *Temp, dest string, o DestOpts, key string) error {
 	o.Dir = true
 	if err := checkDest(dest, o); err != nil {
 		return err
@@ -306,6 +307,12 @@ func commitDir(t *Temp, dest string, o DestOpts) error {
 	}
 	// t.Path now holds the previous output, if there was one.
 	t.Remove()
+	// Stamped only now: removing the previous output changes the link counts (and ctimes) of the
+	// files the new tree took from it by hard link. The output is in place whatever happens here;
+	// a result not recorded only means that the next build exports again.
+	if key != "" {
+		recordResult(dest, key)
+	}
 	return nil
 }
 

@@ -169,7 +169,7 @@ func TestTempAndCommit(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tmp.Path, "new"), []byte("new"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := commitDir(tmp, dest, DestOpts{}); err != nil {
+	if err := commitDir(tmp, dest, DestOpts{}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if v, ok := marked(dest); !ok || v != markOutput {
@@ -184,7 +184,7 @@ func TestTempAndCommit(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(tmp2.Path, "newer"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := commitDir(tmp2, dest, DestOpts{}); err != nil {
+	if err := commitDir(tmp2, dest, DestOpts{}, ""); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"newer"}, dirNames(t, dest)); diff != "" {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 	"github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/progress/progressui"
 	"github.com/tonistiigi/fsutil"
+
+	"github.com/rootfsc/rootfsc/internal/rootfs"
 )
 
 // Output is one export of a build.
@@ -55,6 +58,11 @@ type Opts struct {
 	// Epoch is the time of the entries the engine adds itself (an initrd's /init and
 	// /dev/console); the build function gives the exporters theirs.
 	Epoch int64
+	// Fingerprint is a digest of everything the build function's result depends on: its
+	// definition and the content of every local it reads. A dir output whose destination holds
+	// the result of the same fingerprint, untouched since, is not exported again; when no output
+	// is left to export (and no cache to export), nothing is solved. "" exports every time.
+	Fingerprint string
 }
 
 // Result is what the exporters answered.
@@ -62,7 +70,15 @@ type Result struct {
 	ExporterResponse map[string]string
 	// Digests holds the image digest of each oci, docker and image output, in order ("" for others).
 	Digests []string
+	// UpToDate says, in order, which outputs already held this result and were left untouched.
+	UpToDate []bool
+	// Files counts, in order, the regular files of each dir output taken from the previous
+	// output by hard link and those written.
+	Files []FileStats
 }
+
+// FileStats counts the regular files of a dir output: kept from the previous output, written.
+type FileStats struct{ Reused, Written int }
 
 // Build runs fn as the frontend of one solve whose exporters are all the outputs: every output
 // comes from the same result, and none is put in place unless every export succeeded (an image
@@ -76,6 +92,7 @@ func Build(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opt
 type pending struct {
 	out    Output
 	tmp    *Temp                      // temporary file or folder next to Dest
+	files  FileStats                  // a dir's regular files, reused and written
 	commit func() error               // puts tmp in place
 	wait   func(solveErr error) error // waits for a streamed unpack (dir)
 	abort  func(error)                // stops it
@@ -120,6 +137,25 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		return nil, fmt.Errorf("--cache-from: %w", err)
 	}
 
+	// The dir outputs that already hold this result are not exported (see result.go).
+	upToDateOut := make([]bool, len(outputs))
+	var toExport []Output
+	var index []int // of each exported output in outputs
+	for i, o := range outputs {
+		if o.Type == "dir" && upToDate(o.Dest, outputKey(opts.Fingerprint, o)) == nil {
+			upToDateOut[i] = true
+			// What killed runs left is removed all the same, as an export would.
+			parent, base := filepath.Split(filepath.Clean(o.Dest))
+			removeStale(cmp.Or(parent, "."), base)
+			continue
+		}
+		toExport = append(toExport, o)
+		index = append(index, i)
+	}
+	if len(outputs) > 0 && len(toExport) == 0 && len(opts.CacheTo) == 0 {
+		return &Result{ExporterResponse: map[string]string{}, Digests: make([]string, len(outputs)), UpToDate: upToDateOut, Files: make([]FileStats, len(outputs))}, nil
+	}
+
 	var pend []*pending
 	defer func() {
 		for _, p := range pend {
@@ -127,7 +163,7 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		}
 	}()
 	var exports []client.ExportEntry
-	for _, o := range outputs {
+	for _, o := range toExport {
 		e, p, err := exportFor(o, opts)
 		if err != nil {
 			return nil, err
@@ -173,22 +209,23 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 		return nil, local
 	case err != nil:
 		if lost := daemonLost(err, opts.ConnectOpts); lost != err {
-			return nil, fmt.Errorf("engine: %s: %w", outputNames(outputs), lost)
+			return nil, fmt.Errorf("engine: %s: %w", outputNames(toExport), lost)
 		}
 		return nil, err
 	case local != nil:
 		return nil, local
 	}
-	res := &Result{ExporterResponse: map[string]string{}}
+	res := &Result{ExporterResponse: map[string]string{}, UpToDate: upToDateOut, Files: make([]FileStats, len(outputs))}
 	if resp != nil {
 		maps.Copy(res.ExporterResponse, resp.ExporterResponse)
 	}
-	for _, p := range pend {
+	for i, p := range pend {
 		if p.commit != nil {
 			if err := p.commit(); err != nil {
 				return nil, outputErr(p.out, err)
 			}
 		}
+		res.Files[index[i]] = p.files
 	}
 	for _, o := range outputs {
 		d := ""
@@ -244,18 +281,19 @@ func exportFor(o Output, opts Opts) (client.ExportEntry, *pending, error) {
 	case "dir":
 		pr, pw := io.Pipe()
 		type unpacked struct {
-			tmp *Temp
-			err error
+			tmp   *Temp
+			stats rootfs.UntarStats
+			err   error
 		}
 		done := make(chan unpacked, 1)
 		started := false
 		e := client.ExportEntry{Type: client.ExporterTar, Attrs: attrs, Output: func(map[string]string) (io.WriteCloser, error) {
 			started = true
 			go func() {
-				tmp, err := unpackTemp(pr, o.Dest)
+				tmp, stats, err := unpackTemp(pr, o.Dest)
 				// Make later writes fail instead of blocking.
 				pr.CloseWithError(errOr(err, io.ErrClosedPipe))
-				done <- unpacked{tmp, err}
+				done <- unpacked{tmp, stats, err}
 			}()
 			return pw, nil
 		}}
@@ -269,13 +307,13 @@ func exportFor(o Output, opts Opts) (client.ExportEntry, *pending, error) {
 			}
 			pw.Close()
 			u := <-done
-			p.tmp = u.tmp
+			p.tmp, p.files = u.tmp, FileStats{u.stats.Reused, u.stats.Written}
 			if u.err != nil {
 				return fmt.Errorf("unpacking: %w", u.err)
 			}
 			return nil
 		}
-		p.commit = func() error { return commitDir(p.tmp, o.Dest, destOpts(opts, true)) }
+		p.commit = func() error { return commitDir(p.tmp, o.Dest, destOpts(opts, true), outputKey(opts.Fingerprint, o)) }
 		return e, p, nil
 	case "image":
 		imageAttrs(attrs)

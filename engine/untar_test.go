@@ -206,11 +206,11 @@ func TestUntar(t *testing.T) {
 
 // unpackDir is the dir output's path from a tar stream to dest.
 func unpackDir(r io.Reader, dest string) error {
-	t, err := unpackTemp(r, dest)
+	t, _, err := unpackTemp(r, dest)
 	if err != nil {
 		return err
 	}
-	if err := commitDir(t, dest, DestOpts{}); err != nil {
+	if err := commitDir(t, dest, DestOpts{}, ""); err != nil {
 		t.Remove()
 		return err
 	}

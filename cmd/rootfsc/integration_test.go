@@ -122,24 +122,7 @@ func TestBuildDebian(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Run("packages installed", func(t *testing.T) {
-		out, err := exec.Command("chroot", root, "dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n").Output()
-		if err != nil {
-			t.Fatalf("dpkg-query in the rootfs: %v", err)
-		}
-		var got, want []string
-		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			got = append(got, strings.TrimSpace(l))
-		}
-		for _, p := range lk.Packages {
-			want = append(want, p.Name+" "+p.Version+" ii")
-		}
-		sort.Strings(got)
-		sort.Strings(want)
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("dpkg-query -W mismatch (-lock +rootfs):\n%s", diff)
-		}
-	})
+	t.Run("packages installed", func(t *testing.T) { assertInstalled(t, root, lk) })
 	t.Run("usable", func(t *testing.T) {
 		if out, err := exec.Command("chroot", root, "/bin/sh", "-c", "true").CombinedOutput(); err != nil {
 			t.Errorf("chroot /bin/sh -c true: %v\n%s", err, out)
@@ -151,23 +134,7 @@ func TestBuildDebian(t *testing.T) {
 			t.Errorf("/bin is not the merged-/usr link: %v", err)
 		}
 	})
-	t.Run("owners kept", func(t *testing.T) {
-		uid := lookupID(t, filepath.Join(root, "etc/passwd"), "_chrony")
-		fi, err := os.Stat(filepath.Join(root, "var/lib/chrony"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fi.Sys().(*syscall.Stat_t).Uid; int(got) != uid || uid == 0 {
-			t.Errorf("/var/lib/chrony owner = %d, want _chrony (%d)", got, uid)
-		}
-		fi, err = os.Stat(filepath.Join(root, "etc/shadow"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if gid := fi.Sys().(*syscall.Stat_t).Gid; int(gid) != lookupID(t, filepath.Join(root, "etc/group"), "shadow") {
-			t.Errorf("/etc/shadow group = %d, want shadow", gid)
-		}
-	})
+	t.Run("owners kept", func(t *testing.T) { assertOwners(t, root) })
 	t.Run("second build runs no exec", func(t *testing.T) {
 		out := h.run(dir, true, "build", "--locked", "--progress=rawjson", "-o", "type=tar,dest=rootfs.tar", "m.cue")
 		if ran := uncachedExecs(t, out); len(ran) > 0 {
@@ -187,6 +154,47 @@ func TestBuildDebian(t *testing.T) {
 			t.Errorf("buildctl's tar %s differs from rootfsc's %s", a, b)
 		}
 	})
+}
+
+// assertInstalled requires every package of the lock, and no other, installed (ii) in root.
+func assertInstalled(t *testing.T, root string, lk *lock.Lock) {
+	t.Helper()
+	out, err := exec.Command("chroot", root, "dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n").Output()
+	if err != nil {
+		t.Fatalf("dpkg-query in the rootfs: %v", err)
+	}
+	var got, want []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		got = append(got, strings.TrimSpace(l))
+	}
+	for _, p := range lk.Packages {
+		want = append(want, p.Name+" "+p.Version+" ii")
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dpkg-query -W mismatch (-lock +rootfs):\n%s", diff)
+	}
+}
+
+// assertOwners requires the owners that packages give (chrony's folder, shadow's group) in root.
+func assertOwners(t *testing.T, root string) {
+	t.Helper()
+	uid := lookupID(t, filepath.Join(root, "etc/passwd"), "_chrony")
+	fi, err := os.Stat(filepath.Join(root, "var/lib/chrony"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Sys().(*syscall.Stat_t).Uid; int(got) != uid || uid == 0 {
+		t.Errorf("/var/lib/chrony owner = %d, want _chrony (%d)", got, uid)
+	}
+	fi, err = os.Stat(filepath.Join(root, "etc/shadow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gid := fi.Sys().(*syscall.Stat_t).Gid; int(gid) != lookupID(t, filepath.Join(root, "etc/group"), "shadow") {
+		t.Errorf("/etc/shadow group = %d, want shadow", gid)
+	}
 }
 
 // uncachedExecs lists the base-layer steps of a rawjson progress log that completed without

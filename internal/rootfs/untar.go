@@ -74,6 +74,18 @@ type UntarOpts struct {
 	// [DefaultMaxEntries] and [DefaultMaxSize]. Both are checked on each header, before its data.
 	MaxEntries int
 	MaxSize    int64
+	// Reuse is a previous tree (the output this one replaces): a regular file whose header and
+	// bytes match the file at the same path there is hard-linked from it instead of written (see
+	// reuse.go). Only with Xattrs, so that a file's attributes can be compared; "" or a tree
+	// that cannot be opened reuses nothing.
+	Reuse string
+	// Stats, when not nil, counts the regular files reused and written.
+	Stats *UntarStats
+}
+
+// UntarStats counts what [Untar] did with the regular files of a stream.
+type UntarStats struct {
+	Reused, Written int
 }
 
 // Untar lays the tar stream r into root, an existing directory, preserving modes (setuid, setgid
@@ -95,6 +107,11 @@ func Untar(ctx context.Context, r io.Reader, root string, opts UntarOpts) error 
 		dirs:     map[string]*tar.Header{},
 	}
 	defer u.close()
+	if opts.Reuse != "" && opts.Xattrs {
+		if r, err := openReuse(opts.Reuse); err == nil {
+			u.reuse = r
+		}
+	}
 	maxEntries := cmp.Or(opts.MaxEntries, DefaultMaxEntries)
 	maxSize := cmp.Or(opts.MaxSize, DefaultMaxSize)
 	var entries int
@@ -232,9 +249,11 @@ type untarrer struct {
 	// The directory the last entry went into, kept open since entries come grouped by directory.
 	lastDir  string
 	lastFile *os.File
+	reuse    *reuser // the previous tree, or nil
 }
 
 func (u *untarrer) close() {
+	u.reuse.close()
 	if u.lastFile != nil {
 		u.lastFile.Close()
 	}
@@ -414,6 +433,17 @@ func (u *untarrer) entry(rel string, h *tar.Header, body io.Reader) error {
 		u.dirs[path.Join(dir, name)] = h
 		return nil
 	case tar.TypeReg:
+		if u.reuse != nil {
+			reused, rest, done, err := u.reuseFile(pfd, name, path.Join(dir, name), h, body)
+			defer done()
+			if err != nil || reused {
+				return err
+			}
+			body = rest
+		}
+		if u.opts.Stats != nil {
+			u.opts.Stats.Written++
+		}
 		return u.file(pfd, name, rel, h, body)
 	case tar.TypeSymlink:
 		if err := unix.Symlinkat(h.Linkname, pfd, name); err != nil {
