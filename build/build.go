@@ -146,6 +146,7 @@ func load(ctx context.Context, src Source, opts Opts) (*Plan, error) {
 		Distro: m.Distro, Release: m.Release, Arch: m.Arch, Def: res.Release,
 		Packages: append(append([]string(nil), res.Release.DefaultPackages...), m.Packages...),
 		Mirror:   mirror,
+		Tools:    res.Release.Tools,
 	}
 	if m.Modules != nil {
 		p.Request.Kernel = m.Modules.Package

@@ -133,8 +133,21 @@ type Output struct {
 	// fs is the file system of a disk image.
 	FS string `json:"fs,omitempty"`
 
-	// verity adds a dm-verity hash tree to a disk image.
+	// verity adds a dm-verity hash tree to a disk image (a second partition; the parameters
+	// go to DEST.verity-params, as osbuilder's MEASURED_ROOTFS).
 	Verity bool `json:"verity,omitempty"`
+
+	// dax keeps the 2 MiB DAX/NVDIMM header in front of a disk image (default true; osbuilder's
+	// SKIP_DAX_HEADER=yes is dax: false).
+	Dax *bool `json:"dax,omitempty"`
+
+	// freeSpace is the free space a disk image's file system gets over its content, in MiB
+	// (default 0; osbuilder's ROOT_FREE_SPACE).
+	FreeSpace int64 `json:"freeSpace,omitempty"`
+
+	// align rounds a disk image's size up to a multiple of this many MiB (default 128;
+	// osbuilder's IMAGE_SIZE_ALIGNMENT_MB).
+	Align int64 `json:"align,omitempty"`
 }
 
 // #Distro is the definition in distros/<name>/distro.cue, the analogue of
@@ -164,4 +177,8 @@ type Release struct {
 	// archive maps each suite to the archive it lives in on a mirror
 	// ("debian", "debian-security"): a path key, not a URL.
 	Archive map[string]string `json:"archive"`
+
+	// tools are the packages of the tools rootfs disk images are made with (mke2fs, mkfs.erofs,
+	// veritysetup): locked with the release's packages, extracted, never installed.
+	Tools []string `json:"tools,omitempty"`
 }

@@ -26,7 +26,7 @@ func request(r family.Request, mirrors bool) (Request, error) {
 	}
 	out := Request{
 		Distro: r.Distro, Release: r.Release, Arch: r.Arch,
-		Packages: r.Packages, Keyring: r.Def.Keyring, Kernel: r.Kernel,
+		Packages: r.Packages, Keyring: r.Def.Keyring, Kernel: r.Kernel, Tools: r.Tools,
 	}
 	if mirrors {
 		s, err := suiteSources(r.Mirror, r.Def)

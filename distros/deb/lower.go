@@ -74,16 +74,63 @@ func (Family) Lower(r family.Request, lk *lock.Lock, opts family.LowerOpts) (*fa
 	for _, d := range debs {
 		base.DownloadBytes += d.pkg.Size
 	}
+	if opts.Tools {
+		tools, files, size, err := toolsTree(lk, mirrors, opts)
+		if err != nil {
+			return nil, err
+		}
+		base.Tools = &tools
+		base.Downloads = bkllb.Merge([]bkllb.State{base.Downloads, files}, bkllb.WithCustomName("downloads"), pg)
+		base.DownloadBytes += size
+	}
 	if r.Kernel != "" {
 		k, deb, err := kernelTree(st, lk, mirrors, opts)
 		if err != nil {
 			return nil, err
 		}
 		base.Kernel = k
-		base.Downloads = bkllb.Merge([]bkllb.State{debDir, deb}, bkllb.WithCustomName("downloads"), pg)
+		base.Downloads = bkllb.Merge([]bkllb.State{base.Downloads, deb}, bkllb.WithCustomName("downloads"), pg)
 		base.DownloadBytes += lk.Kernel.Size
 	}
 	return base, nil
+}
+
+// toolsTree is the tools rootfs: the lock's tool packages extracted by the helper into a
+// merged-/usr tree over scratch, with no maintainer script run (mke2fs, mkfs.erofs and
+// veritysetup need their libraries, nothing configured); and the packages' download.
+func toolsTree(lk *lock.Lock, mirrors map[string]string, opts family.LowerOpts) (bkllb.State, bkllb.State, int64, error) {
+	if len(lk.Tools) == 0 {
+		return bkllb.State{}, bkllb.State{}, 0, errors.New("the lock pins no disk image tools (the distro defines none, or the lock is older: run rootfsc lock)")
+	}
+	debs, err := packageFiles(lk.Tools, mirrors)
+	if err != nil {
+		return bkllb.State{}, bkllb.State{}, 0, fmt.Errorf("disk image tools: %w", err)
+	}
+	pg := bkllb.ProgressGroup("tools", "disk image tools", false)
+	files := make([]bkllb.State, 0, len(debs))
+	args := []string{family.HelperBin, "extract", "--root", TargetDir, "--usrmerge"}
+	var size int64
+	for _, d := range debs {
+		files = append(files, bkllb.HTTP(d.url,
+			bkllb.Checksum(digest.Digest("sha256:"+d.pkg.SHA256)),
+			attemptHeader(opts.Attempt),
+			bkllb.Filename(d.file),
+			bkllb.WithCustomName("fetch "+d.pkg.Name+" "+d.pkg.Version),
+			pg,
+		))
+		args = append(args, ExtractDebsDir+"/"+d.file)
+		size += d.pkg.Size
+	}
+	dir := bkllb.Merge(files, bkllb.WithCustomName(fmt.Sprintf("tools: %d packages", len(debs))), pg)
+	tree := bkllb.Scratch().Run(
+		bkllb.Args(args),
+		bkllb.AddMount(family.HelperDir, opts.Helper, bkllb.Readonly),
+		bkllb.AddMount(ExtractDebsDir, dir, bkllb.Readonly),
+		bkllb.Network(bkllb.NetModeNone),
+		bkllb.WithCustomName(fmt.Sprintf("tools: extract %d packages", len(debs))),
+		pg,
+	).AddMount(TargetDir, bkllb.Scratch())
+	return tree, dir, size, nil
 }
 
 // kernelTree extracts the lock's kernel package's lib/modules over the base with the helper; it
@@ -153,10 +200,28 @@ func plan(lk *lock.Lock, mirrors map[string]string) ([]debFile, error) {
 	if len(lk.Packages) == 0 {
 		return nil, errors.New("lock has no packages")
 	}
-	debs := make([]debFile, 0, len(lk.Packages))
-	names := map[string]bool{}
+	debs, err := packageFiles(lk.Packages, mirrors)
+	if err != nil {
+		return nil, err
+	}
 	essential := 0
-	for _, p := range lk.Packages {
+	for _, d := range debs {
+		if d.pkg.Essential {
+			essential++
+		}
+	}
+	if essential == 0 {
+		return nil, errors.New("lock has no essential packages")
+	}
+	return debs, nil
+}
+
+// packageFiles validates locked packages and returns them sorted by file name, with their URLs
+// and file names.
+func packageFiles(pkgs []lock.Package, mirrors map[string]string) ([]debFile, error) {
+	debs := make([]debFile, 0, len(pkgs))
+	names := map[string]bool{}
+	for _, p := range pkgs {
 		if names[p.Name] {
 			return nil, fmt.Errorf("package %s: listed twice", p.Name)
 		}
@@ -176,13 +241,7 @@ func plan(lk *lock.Lock, mirrors map[string]string) ([]debFile, error) {
 		}
 		// Debian's pool naming; unique because names are, and safe as a shell word.
 		file := p.Name + "_" + strings.ReplaceAll(p.Version, ":", "%3a") + "_" + p.Architecture + ".deb"
-		if p.Essential {
-			essential++
-		}
 		debs = append(debs, debFile{pkg: p, url: strings.TrimSuffix(base, "/") + "/" + p.Filename, file: file})
-	}
-	if essential == 0 {
-		return nil, errors.New("lock has no essential packages")
 	}
 	sort.Slice(debs, func(i, j int) bool { return debs[i].file < debs[j].file })
 	return debs, nil

@@ -33,6 +33,9 @@ type Request struct {
 	// resolved into [lock.Lock.Kernel], not installed: neither it nor its dependencies join Packages.
 	// Empty means no kernel package.
 	Kernel string
+	// Tools are resolved, with their own closure, into [lock.Lock.Tools]: the tools rootfs of
+	// disk images.
+	Tools []string
 }
 
 // SuiteSource is one suite of one mirror.
@@ -82,6 +85,7 @@ func InputDigest(req Request) string {
 		Suites   []suite  `json:"suites"`
 		Packages []string `json:"packages"`
 		Kernel   string   `json:"kernel,omitempty"`
+		Tools    []string `json:"tools,omitempty"`
 	}{Distro: req.Distro, Release: req.Release, Arch: req.Arch, Suites: []suite{}, Packages: []string{}}
 	for _, s := range req.Suites {
 		c := slices.Clone(s.Components)
@@ -96,6 +100,7 @@ func InputDigest(req Request) string {
 	sort.Strings(in.Packages)
 	in.Packages = slices.Compact(in.Packages)
 	in.Kernel = req.Kernel
+	in.Tools = slices.Compact(slices.Sorted(slices.Values(req.Tools)))
 	b, _ := json.Marshal(in)
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
@@ -218,6 +223,18 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 	if req.Kernel != "" {
 		if l.Kernel, err = resolveKernel(universe, req.Kernel, strings.Join(suiteNames, ", ")); err != nil {
 			return nil, err
+		}
+	}
+	if len(req.Tools) > 0 {
+		tools, err := closure(universe, req.Tools, strings.Join(suiteNames, ", "))
+		if err != nil {
+			return nil, fmt.Errorf("disk image tools: %w", err)
+		}
+		for _, p := range tools {
+			l.Tools = append(l.Tools, lock.Package{
+				Name: p.Name, Version: p.Version, Architecture: p.Architecture, Filename: p.Filename,
+				Size: p.Size, SHA256: p.SHA256, Suite: p.Suite,
+			})
 		}
 	}
 	for _, p := range sel {

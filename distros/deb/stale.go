@@ -42,6 +42,15 @@ func StaleReason(req Request, l *lock.Lock) string {
 	if k := kernelChange(req.Kernel, l.Kernel); k != "" {
 		why = append(why, k)
 	}
+	var tools []string
+	for _, p := range l.Tools {
+		tools = append(tools, p.Name)
+	}
+	for _, t := range req.Tools {
+		if !slices.Contains(tools, t) {
+			why = append(why, "disk image tool "+t+" is not in the lock")
+		}
+	}
 	return strings.Join(why, "; ")
 }
 

@@ -34,6 +34,9 @@ type Request struct {
 	Packages []string
 	// Kernel names a distro package whose kernel modules the guest gets ("" for none).
 	Kernel string
+	// Tools are the packages of the tools rootfs that disk images are made with: locked with
+	// the rest (a lock can always make a disk image), extracted only when one is built.
+	Tools []string
 	// Mirror is the archive's base URL: the manifest's, else --mirror, $ROOTFSC_MIRROR or the
 	// frontend's mirror option; "" lets the family use the host's configuration.
 	Mirror string
@@ -61,6 +64,8 @@ type LowerOpts struct {
 	// failed one of the same cache key for the rest of the build, so a later attempt must fetch
 	// each file under another cache key that gives the same files.
 	Attempt int
+	// Tools lowers the tools rootfs too, its downloads with the base's.
+	Tools bool
 }
 
 // Base is the lowered distro.
@@ -73,6 +78,9 @@ type Base struct {
 	// is retried and a stalled mirror is bounded before anything else runs.
 	Downloads     bkllb.State
 	DownloadBytes int64
+	// Tools is the tools rootfs (with [LowerOpts.Tools]): the lock's tool packages extracted,
+	// not installed, whose programs (mke2fs, mkfs.erofs, veritysetup) make disk images.
+	Tools *bkllb.State
 }
 
 // Kernel is the base with a kernel package's modules tree added under /usr/lib/modules/Release

@@ -33,6 +33,10 @@ type Lock struct {
 	// Kernel is the package whose modules go under /lib/modules, when the manifest asks for one.
 	// It is not among Packages: it is never installed, only its modules are extracted.
 	Kernel *Kernel `json:"kernel,omitempty"`
+	// Tools are the packages of the tools rootfs disk images are made with (mke2fs,
+	// mkfs.erofs, veritysetup and what they depend on), from the same suites. They are never
+	// part of the rootfs.
+	Tools []Package `json:"tools,omitempty"`
 }
 
 // Suite records the signed Release file a lock was resolved against.
@@ -80,6 +84,7 @@ func Path(manifestPath string) string {
 func (l *Lock) Sort() {
 	sort.SliceStable(l.Suites, func(i, j int) bool { return l.Suites[i].Name < l.Suites[j].Name })
 	sort.SliceStable(l.Packages, func(i, j int) bool { return l.Packages[i].Name < l.Packages[j].Name })
+	sort.SliceStable(l.Tools, func(i, j int) bool { return l.Tools[i].Name < l.Tools[j].Name })
 }
 
 // Marshal returns the canonical encoding: sorted entries, two-space JSON and a trailing newline.
@@ -87,6 +92,7 @@ func (l *Lock) Marshal() ([]byte, error) {
 	c := *l
 	c.Suites = append([]Suite(nil), l.Suites...)
 	c.Packages = append([]Package(nil), l.Packages...)
+	c.Tools = append([]Package(nil), l.Tools...)
 	if c.Version == 0 {
 		c.Version = CurrentVersion
 	}
