@@ -16,6 +16,7 @@ import (
 	"github.com/rootfsc/rootfsc/distros"
 	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
+	"github.com/rootfsc/rootfsc/internal/disk"
 )
 
 // Source is where a build reads its manifest and its local inputs.
@@ -112,6 +113,9 @@ type Plan struct {
 	DownloadTimeout time.Duration
 	// NoCache runs every step again, ignoring the cache.
 	NoCache bool
+	// Disks are the disk images to make besides the rootfs, by result key ([engine.RefKey]; ""
+	// makes the image the result itself).
+	Disks map[string]disk.Spec
 
 	source        Source
 	contextFS     fs.FS

@@ -64,11 +64,20 @@ func checkBuild(ctx context.Context, eo engine.Opts, outputs []engine.Output, fi
 	var files []pair
 	for i, o := range outputs {
 		switch o.Type {
-		case "tar", "initrd", "oci", "docker":
+		case "tar", "initrd", "oci", "docker", "disk":
 			p := filepath.Join(dir, fmt.Sprintf("%d.%s", i, o.Type))
 			again = append(again, engine.Output{Type: o.Type, Dest: p, Attrs: o.Attrs})
 			files = append(files, pair{o.Dest, p})
+			if o.Type == "disk" {
+				// and the verity parameters beside the image, when it has them
+				if _, err := os.Stat(o.Dest + ".verity-params"); err == nil {
+					files = append(files, pair{o.Dest + ".verity-params", p + ".verity-params"})
+				}
+			}
 		}
+	}
+	if err := diskAttrs(again, attrs); err != nil {
+		return err
 	}
 	if _, err := engine.Build(ctx, Frontend, again, eo); err != nil {
 		return fmt.Errorf("build --check: the build without the cache: %w", err)

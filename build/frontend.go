@@ -111,6 +111,9 @@ func Frontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) 
 		}
 		plan.NoCache = true
 	}
+	if plan.Disks, err = diskRequests(opts); err != nil {
+		return nil, err
+	}
 	helper, err := helperState(c, opts[OptHelper])
 	if err != nil {
 		return nil, err
@@ -239,7 +242,26 @@ func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State,
 	if err != nil {
 		return nil, p.told(ctx, err)
 	}
-	return imageResult(ref, p.ImageConfig(labels), p.Epoch)
+	disks, err := p.solveDisks(ctx, c, lowered, helper, platform, imports)
+	if err != nil {
+		return nil, p.told(ctx, err)
+	}
+	if d, ok := disks[""]; ok {
+		// target=disk: the folder with the image and its verity parameters is the result.
+		res := gwclient.NewResult()
+		res.SetRef(d)
+		return res, nil
+	}
+	res, err := imageResult(ref, p.ImageConfig(labels), p.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	// In-process, the engine writes each disk output from its reference and takes it out of
+	// the result before the exporters see it.
+	for k, d := range disks {
+		res.AddRef(k, d)
+	}
+	return res, nil
 }
 
 // told is the family's explanation of a failed solve as the doors show it. BuildKit sends a

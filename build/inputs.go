@@ -238,5 +238,6 @@ func familyLowerOpts(src *rllb.Source, p *Plan, helper bkllb.State) family.Lower
 		Helper: helper,
 		Base:   rllb.BaseProgress(src, p.Request.Distro, p.Request.Release),
 		Kernel: rllb.ModulesProgress(src),
+		Tools:  len(p.Disks) > 0,
 	}
 }

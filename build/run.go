@@ -75,6 +75,19 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 			if o.Push {
 				attrs["push"] = "true"
 			}
+			if o.Type == "disk" {
+				if o.FS != "" {
+					attrs["fs"] = o.FS
+				}
+				attrs["verity"] = strconv.FormatBool(o.Verity)
+				if o.Dax != nil {
+					attrs["dax"] = strconv.FormatBool(*o.Dax)
+				}
+				attrs["freeSpace"] = strconv.FormatInt(o.FreeSpace, 10)
+				if o.Align != 0 {
+					attrs["align"] = strconv.FormatInt(o.Align, 10)
+				}
+			}
 			outputs = append(outputs, engine.Output{Type: o.Type, Dest: dest, Attrs: attrs})
 		}
 	}
@@ -91,6 +104,9 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 	}
 	for k, v := range req.Labels {
 		attrs[OptLabelPrefix+k] = v
+	}
+	if err := diskAttrs(outputs, attrs); err != nil {
+		return nil, err
 	}
 	if req.HelperDir == "" {
 		if req.HelperDir, err = HelperDir(); err != nil {

@@ -102,7 +102,7 @@ func (r *Result) Errorf(path []string, format string, args ...any) error {
 
 func notImplemented(m *schema.Manifest, v cuelang.Value) error {
 	var errs cueerrors.Error
-	add := func(path ...cuelang.Selector) {
+	add := func(msg string, path ...cuelang.Selector) {
 		var names []string
 		for _, s := range path {
 			names = append(names, s.String())
@@ -111,11 +111,12 @@ func notImplemented(m *schema.Manifest, v cuelang.Value) error {
 		if v.Exists() {
 			pos = v.LookupPath(cuelang.MakePath(path...)).Pos()
 		}
-		errs = cueerrors.Append(errs, &posError{pos: pos, path: names, msg: "not implemented yet"})
+		errs = cueerrors.Append(errs, &posError{pos: pos, path: names, msg: msg})
 	}
 	for i, o := range m.Outputs {
-		if o.Type == "disk" {
-			add(cuelang.Str("outputs"), cuelang.Index(i), cuelang.Str("type"))
+		if o.Type == "disk" && o.FS == "xfs" {
+			add("xfs is not supported: mkfs.xfs cannot populate a file system from a folder without mounting it (no loop devices in a build step); use ext4 or erofs",
+				cuelang.Str("outputs"), cuelang.Index(i), cuelang.Str("fs"))
 		}
 	}
 	if errs == nil {

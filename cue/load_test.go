@@ -23,6 +23,7 @@ var bookworm = &schema.Release{
 	Components:      []string{"main"},
 	DefaultPackages: []string{"systemd", "init", "iptables", "chrony", "kmod", "dbus", "libseccomp2"},
 	Keyring:         "/usr/share/keyrings/debian-archive-keyring.gpg",
+	Tools:           []string{"e2fsprogs", "erofs-utils", "cryptsetup-bin"},
 	Archive: map[string]string{
 		"bookworm":          "debian",
 		"bookworm-updates":  "debian",
@@ -72,13 +73,14 @@ func TestLoad(t *testing.T) {
 			Policy:   &schema.Policy{Builtin: "allow-all", Engine: "opa-service", OPA: &schema.Binary{File: "bin/opa"}},
 			Files:    map[string]schema.File{"/etc/motd": {Content: "hello\n", Mode: 0o644}},
 			Slim:     true,
-			Outputs:  []schema.Output{{Type: "dir", Dest: "rootfs"}, {Type: "disk", Dest: "rootfs.img"}},
+			Outputs:  []schema.Output{{Type: "dir", Dest: "rootfs"}, {Type: "disk", Dest: "rootfs.img", FS: "xfs"}},
 		},
 		wantRelease: &schema.Release{
 			Suites:          []string{"trixie", "trixie-updates", "trixie-security"},
 			Components:      []string{"main"},
 			DefaultPackages: bookworm.DefaultPackages,
 			Keyring:         bookworm.Keyring,
+			Tools:           bookworm.Tools,
 			Archive:         map[string]string{"trixie": "debian", "trixie-updates": "debian", "trixie-security": "debian-security"},
 		},
 	}}
@@ -142,7 +144,7 @@ func TestNotImplemented(t *testing.T) {
 		t.Fatal(FormatError(err, ""))
 	}
 	wd, _ := os.Getwd()
-	want := `testdata/full.cue:12:43: outputs.1.type: not implemented yet
+	want := `testdata/full.cue:12:77: outputs.1.fs: xfs is not supported: mkfs.xfs cannot populate a file system from a folder without mounting it (no loop devices in a build step); use ext4 or erofs
 `
 	if diff := cmp.Diff(want, FormatError(NotImplemented(r), wd)); diff != "" {
 		t.Errorf("NotImplemented() mismatch (-want +got):\n%s", diff)

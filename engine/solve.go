@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -28,7 +29,8 @@ import (
 // Output is one export of a build.
 type Output struct {
 	// Type is dir, tar, initrd (files on this machine, written atomically), oci or docker (an
-	// image archive), or image (an image in BuildKit's store, pushed with push=true).
+	// image archive), image (an image in BuildKit's store, pushed with push=true), or disk (a
+	// file the build function makes as a reference of its own: see [RefKey]).
 	Type string
 	// Dest is the file or folder; for image, the image name.
 	Dest string
@@ -37,7 +39,7 @@ type Output struct {
 }
 
 // OutputTypes are the output types [Build] knows.
-var OutputTypes = []string{"dir", "tar", "initrd", "oci", "docker", "image"}
+var OutputTypes = []string{"dir", "tar", "initrd", "oci", "docker", "image", "disk"}
 
 // Opts configures [Build].
 type Opts struct {
@@ -157,13 +159,22 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	}
 
 	var pend []*pending
+	var refs []*refFiles
 	defer func() {
 		for _, p := range pend {
 			p.tmp.Remove()
 		}
+		for _, r := range refs {
+			r.remove()
+		}
 	}()
 	var exports []client.ExportEntry
-	for _, o := range toExport {
+	refOut := map[string]Output{} // by result key
+	for i, o := range toExport {
+		if contains(refOutputTypes, o.Type) {
+			refOut[RefKey(strconv.Itoa(index[i]))] = o
+			continue
+		}
 		e, p, err := exportFor(o, opts)
 		if err != nil {
 			return nil, err
@@ -178,7 +189,32 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	}
 	defer c.Close()
 
-	resp, err := buildOne(ctx, c, fn, client.SolveOpt{
+	build := fn
+	if len(refOut) > 0 {
+		build = func(ctx context.Context, c gateway.Client) (*gateway.Result, error) {
+			res, err := fn(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			for key, o := range refOut {
+				ref, ok := res.Refs[key]
+				if !ok {
+					return nil, outputErr(o, errors.New("the build function made no reference for it"))
+				}
+				rf, err := readRef(ctx, ref, o)
+				refs = append(refs, rf)
+				if err != nil {
+					return nil, outputErr(o, err)
+				}
+				delete(res.Refs, key)
+			}
+			if len(res.Refs) == 0 {
+				res.Refs = nil
+			}
+			return res, nil
+		}
+	}
+	resp, err := buildOne(ctx, c, build, client.SolveOpt{
 		Exports:       exports,
 		LocalMounts:   mounts,
 		FrontendAttrs: opts.FrontendAttrs,
@@ -226,6 +262,11 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 			}
 		}
 		res.Files[index[i]] = p.files
+	}
+	for _, r := range refs {
+		if err := r.commit(destOpts(opts, false)); err != nil {
+			return nil, outputErr(r.out, err)
+		}
 	}
 	for _, o := range outputs {
 		d := ""

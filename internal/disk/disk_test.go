@@ -184,6 +184,9 @@ func writeTree(t *testing.T, root string) {
 	os.WriteFile(filepath.Join(root, "usr/bin/kata-agent"), bytes.Repeat([]byte("agent"), 100000), 0o755)
 	os.Symlink("../usr/bin/kata-agent", filepath.Join(root, "sbin/init"))
 	os.Link(filepath.Join(root, "etc/motd"), filepath.Join(root, "etc/motd.link"))
+	// systemd's escaped unit names, and a quote, which debugfs's commands must quote.
+	os.WriteFile(filepath.Join(root, `etc/system-systemd\x2dcryptsetup.slice`), nil, 0o644)
+	os.WriteFile(filepath.Join(root, `etc/a "quoted" name`), nil, 0o644)
 	epoch := time.Unix(1600000000, 0)
 	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if fi.Mode()&os.ModeSymlink == 0 {
@@ -220,8 +223,13 @@ func checkImage(t *testing.T, img, paramsFile, fsType string) {
 	run("dd", "if="+img, "of="+hash, "bs=1M", "skip="+itoa(l[1][0]/MiB), "count="+itoa(l[1][1]/MiB), "status=none")
 	if fsType == "ext4" {
 		run("e2fsck", "-fn", data)
-		if out := run("debugfs", "-R", "stat /etc/motd", data); !strings.Contains(out, "mtime: 0x6553f100") || !strings.Contains(out, "ctime: 0x6553f100") {
-			t.Errorf("times of /etc/motd:\n%s", out)
+		for _, name := range []string{`/etc/motd`, `/etc/system-systemd\x2dcryptsetup.slice`, `/etc/a ""quoted"" name`} {
+			if out := run("debugfs", "-R", `stat "`+name+`"`, data); !strings.Contains(out, "ctime: 0x6553f100") || !strings.Contains(out, "atime: 0x6553f100") {
+				t.Errorf("times of %s:\n%s", name, out)
+			}
+		}
+		if out := run("debugfs", "-R", "stat /etc/motd", data); !strings.Contains(out, "mtime: 0x6553f100") {
+			t.Errorf("/etc/motd's modification time is not clamped to the epoch:\n%s", out)
 		}
 	} else {
 		run("fsck.erofs", data)

@@ -33,6 +33,9 @@ type MakeOpts struct {
 	Log io.Writer
 }
 
+// journalMiB is an ext4 image's journal.
+const journalMiB = 16
+
 // The files [Make] writes in MakeOpts.Out.
 const (
 	ImageFile  = "image"
@@ -59,22 +62,38 @@ func Make(ctx context.Context, o MakeOpts) error {
 	switch o.FS {
 	case "ext4":
 		inodes := st.inodes + st.inodes/4 + 1024
-		// Content, inode tables, the journal and group metadata, 3 % reserved for root, and
-		// the free space asked for.
-		need := st.bytes + st.bytes/10 + inodes*256 + 64*MiB
+		// Content, inode tables, the journal (a fixed 16 MiB: the rootfs is mounted read-only,
+		// and a journal that grew with the partition could outgrow the estimate), bitmaps and
+		// group descriptors, 3 % reserved for root, and the free space asked for.
+		journal := int64(journalMiB)
+		if st.bytes < 64*MiB {
+			journal = 4 // mke2fs's least; a small tree's file system cannot hold 16
+		}
+		need := st.bytes + st.bytes/50 + inodes*256 + journal*MiB + 8*MiB
 		need = need*100/97 + o.FreeMiB*MiB
-		if l, err = Plan(o.Spec, need, true); err != nil {
-			return err
-		}
-		if err := createFile(data, l.DataSize); err != nil {
-			return err
-		}
-		uuid := o.uuid("fs")
-		if err := o.run(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-b", strconv.Itoa(BlockSize), "-m", "3",
-			"-I", "256", "-N", strconv.FormatInt(inodes, 10), "-U", uuid,
-			"-E", "hash_seed="+o.uuid("hash")+",lazy_itable_init=0,lazy_journal_init=0",
-			"-d", o.Rootfs, data); err != nil {
-			return err
+		// An estimate that proves short (mke2fs runs out of blocks while copying) is raised by
+		// a quarter: the same tree takes the same attempts, so the bytes are still the same.
+		for attempt := 1; ; attempt++ {
+			if l, err = Plan(o.Spec, need, true); err != nil {
+				return err
+			}
+			if err := createFile(data, l.DataSize); err != nil {
+				return err
+			}
+			err = o.run(ctx, "mke2fs", "-q", "-F", "-t", "ext4", "-b", strconv.Itoa(BlockSize), "-m", "3",
+				"-I", "256", "-N", strconv.FormatInt(inodes, 10), "-J", "size="+strconv.FormatInt(journal, 10), "-U", o.uuid("fs"),
+				"-E", "hash_seed="+o.uuid("hash")+",lazy_itable_init=0,lazy_journal_init=0",
+				"-d", o.Rootfs, data)
+			if err == nil {
+				break
+			}
+			if attempt == 4 || !strings.Contains(err.Error(), "Could not allocate block") {
+				return err
+			}
+			if err := os.Remove(data); err != nil {
+				return err
+			}
+			need += need / 4
 		}
 		if err := o.setTimes(ctx, data, st); err != nil {
 			return err
@@ -233,7 +252,7 @@ type stats struct {
 }
 
 // scan walks the rootfs (following no link). With paths, it refuses names debugfs's command
-// language cannot quote.
+// language cannot quote (a newline ends a command).
 func scan(root string, paths bool) (*stats, error) {
 	st := &stats{}
 	seen := map[[2]uint64]bool{}
@@ -250,8 +269,8 @@ func scan(root string, paths bool) (*stats, error) {
 		if rel == "." {
 			name = "/"
 		}
-		if paths && strings.ContainsAny(name, "\"\n\\") {
-			return fmt.Errorf("disk: %s: a name with a quote, backslash or newline cannot be given to debugfs", strconv.Quote(name))
+		if paths && strings.Contains(name, "\n") {
+			return fmt.Errorf("disk: %s: a name with a newline cannot be given to debugfs", strconv.Quote(name))
 		}
 		sys, _ := fi.Sys().(*syscall.Stat_t)
 		if sys != nil && sys.Nlink > 1 && !fi.IsDir() {
@@ -286,6 +305,8 @@ func (o MakeOpts) setTimes(ctx context.Context, img string, st *stats) error {
 	var b strings.Builder
 	at := "@" + strconv.FormatInt(o.Epoch, 10)
 	for i, p := range st.paths {
+		// In debugfs's command language a quoted word is literal but for "" (one quote).
+		p = strings.ReplaceAll(p, `"`, `""`)
 		m := min(st.mtimes[i], o.Epoch)
 		if m < 0 {
 			m = 0

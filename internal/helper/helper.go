@@ -8,12 +8,15 @@ package helper
 
 import (
 	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/rootfsc/rootfsc/distros/deb/unpack"
+	"github.com/rootfsc/rootfsc/internal/disk"
 	"github.com/rootfsc/rootfsc/internal/kmod"
 	"github.com/rootfsc/rootfsc/internal/rootfs"
 	"github.com/rootfsc/rootfsc/kata"
@@ -34,6 +37,8 @@ func init() {
 		"strip-acls": {"strip-acls --root DIR", stripACLs},
 		"modules":    {"modules --tree DIR --include PATTERN...", modules},
 		"check":      {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
+		// Disk images, run in the tools rootfs.
+		"disk": {"disk --rootfs DIR --out DIR --fs ext4|erofs [--verity] [--dax] [--free MIB] [--align MIB] --seed HEX --epoch N", makeDisk},
 	}
 }
 
@@ -45,7 +50,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintln(stderr, "rootfsc-helper runs inside rootfsc's build steps; usage:")
-	for _, name := range []string{"extract", "strip-acls", "modules", "check"} {
+	for _, name := range []string{"extract", "strip-acls", "modules", "check", "disk"} {
 		fmt.Fprintf(stderr, "  rootfsc-helper %s\n", commands[name].usage)
 	}
 	return 2
@@ -134,3 +139,36 @@ type multi []string
 
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+// makeDisk is [disk.Make] with flags; the partitions are made in a temporary folder.
+func makeDisk(ctx context.Context, args []string, _, stderr io.Writer) int {
+	fs := flags("disk")
+	var o disk.MakeOpts
+	fs.StringVar(&o.Rootfs, "rootfs", "", "the rootfs folder")
+	fs.StringVar(&o.Out, "out", "", "the folder the image is written to")
+	fs.StringVar(&o.FS, "fs", "ext4", "ext4 or erofs")
+	fs.BoolVar(&o.Verity, "verity", false, "add the dm-verity hash partition")
+	fs.BoolVar(&o.DAX, "dax", false, "add the DAX/NVDIMM header")
+	fs.Int64Var(&o.FreeMiB, "free", 0, "free space in MiB")
+	fs.Int64Var(&o.AlignMiB, "align", 0, "alignment in MiB")
+	seed := fs.String("seed", "", "64 hex digits every identifier derives from")
+	fs.Int64Var(&o.Epoch, "epoch", 0, "every time in the image")
+	if err := fs.Parse(args); err != nil || o.Rootfs == "" || o.Out == "" || fs.NArg() > 0 {
+		return usage(stderr, "disk")
+	}
+	b, err := hex.DecodeString(*seed)
+	if err != nil || len(b) != len(o.Seed) {
+		return fail(stderr, "disk", fmt.Errorf("--seed %q: want 64 hex digits", *seed))
+	}
+	copy(o.Seed[:], b)
+	work, err := os.MkdirTemp("", "rootfsc-disk-")
+	if err != nil {
+		return fail(stderr, "disk", err)
+	}
+	defer os.RemoveAll(work)
+	o.Work, o.Log = work, stderr
+	if err := disk.Make(ctx, o); err != nil {
+		return fail(stderr, "disk", err)
+	}
+	return 0
+}
