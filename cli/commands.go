@@ -252,8 +252,9 @@ func runBoot(e *env, args []string) error {
 	fs.BoolVar(&pf.locked, "locked", false, "refuse to build with a missing or stale lock")
 	var ef engineFlags
 	ef.add(fs, "")
-	image := fs.String("image", "initrd", "what to boot of the manifest: initrd")
+	image := fs.String("image", "initrd", "what to boot of the manifest: initrd, or disk (the manifest's first disk output, else ext4 with dm-verity and the DAX header) attached as virtio-blk")
 	kernel := fs.String("kernel", "", "the kernel to boot (default: the image of the lock's kernel package)")
+	modules := fs.String("modules", "", "the modules tree (lib/modules/RELEASE) of a modular --kernel, loaded by a boot shim in front of a disk image (default with the lock's kernel: its package's)")
 	appendArgs := fs.String("append", "", "more kernel command line (after Kata's systemd.unit=kata-containers.target for a systemd guest)")
 	expect := fs.String("expect", "", "succeed, and stop the VM, once a console line matches this regular expression")
 	timeout := fs.Duration("timeout", 5*time.Minute, "fail when the guest has not powered off (or matched --expect) by then")
@@ -262,12 +263,12 @@ func runBoot(e *env, args []string) error {
 		return err
 	}
 	if len(ef.outputs) > 0 {
-		return usageError{"boot builds an initrd of its own: no -o"}
+		return usageError{"boot builds an image of its own: no -o"}
 	}
-	if *image != "initrd" {
-		return usageError{fmt.Sprintf("--image %s: rootfsc boots an initrd (disk images are not built yet)", *image)}
+	if *image != "initrd" && *image != "disk" {
+		return usageError{fmt.Sprintf("--image %s: want initrd or disk", *image)}
 	}
-	req := build.BootRequest{Kernel: *kernel, Append: *appendArgs, Timeout: *timeout, Console: e.stdout,
+	req := build.BootRequest{Kind: *image, Kernel: *kernel, Modules: *modules, Append: *appendArgs, Timeout: *timeout, Console: e.stdout,
 		KernelCache: filepath.Join(cacheDir(), "kernels")}
 	if *expect != "" {
 		if req.Expect, err = regexp.Compile(*expect); err != nil {

@@ -323,3 +323,9 @@ func toInitrd(tarPath, dest string, epoch int64) error {
 	}
 	return nil
 }
+
+// WriteInitrd converts the tar at tarPath into a gzip'd newc cpio, as the initrd output does
+// (`rootfsc boot` makes the boot shim's initramfs with it).
+func WriteInitrd(tarPath string, dest io.Writer, epoch int64) error {
+	return writeInitrd(tarPath, dest, epoch)
+}

@@ -1,4 +1,5 @@
-// Command rootfsc-helper runs inside rootfsc's build steps; see package internal/helper.
+// Command rootfsc-helper runs inside rootfsc's build steps (see package internal/helper), and as
+// /init of the boot shim `rootfsc boot` puts in front of a disk image (package bootshim).
 package main
 
 import (
@@ -7,10 +8,14 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/rootfsc/rootfsc/internal/bootshim"
 	"github.com/rootfsc/rootfsc/internal/helper"
 )
 
 func main() {
+	if bootshim.Active() {
+		bootshim.Main()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := helper.Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -18,7 +18,8 @@ import (
 
 // KernelImage implements [family.Family]: the kernel package's boot/vmlinuz-RELEASE, from a
 // download of the package checked by size and sha256 before rootfsc's own extractor reads it,
-// kept in dir/SHA256 for the next boot.
+// kept in dir/SHA256 for the next boot with the package's lib/modules/RELEASE beside boot/ (the
+// modules `rootfsc boot` loads in front of a disk image).
 func (Family) KernelImage(ctx context.Context, r family.Request, lk *lock.Lock, dir string) (string, error) {
 	k := lk.Kernel
 	if k == nil {
@@ -27,7 +28,8 @@ func (Family) KernelImage(ctx context.Context, r family.Request, lk *lock.Lock, 
 	if !isSHA256(k.SHA256) || !valid(k.Release, "+._-") || k.Release == "." || k.Release == ".." {
 		return "", fmt.Errorf("lock: kernel %s: bad sha256 %q or release %q", k.Name, k.SHA256, k.Release)
 	}
-	root := filepath.Join(dir, k.SHA256)
+	// "-m": the tree with the modules (an older cache kept only boot/).
+	root := filepath.Join(dir, k.SHA256+"-m")
 	vmlinuz := filepath.Join(root, "boot", "vmlinuz-"+k.Release)
 	if _, err := os.Stat(vmlinuz); err == nil {
 		return vmlinuz, nil
@@ -49,11 +51,22 @@ func (Family) KernelImage(ctx context.Context, r family.Request, lk *lock.Lock, 
 		return "", fmt.Errorf("kernel package %s %s: %w", k.Name, k.Version, err)
 	}
 	tree := filepath.Join(tmp, "root")
-	if err := unpack.Bootstrap(ctx, tree, []string{deb}, unpack.BootstrapOpts{Only: []string{"boot/"}}); err != nil {
+	if err := unpack.Bootstrap(ctx, tree, []string{deb}, unpack.BootstrapOpts{Only: []string{"boot/", "lib/modules/", "usr/lib/modules/"}}); err != nil {
 		return "", fmt.Errorf("kernel package %s %s: %w", k.Name, k.Version, err)
 	}
 	if _, err := os.Stat(filepath.Join(tree, "boot", "vmlinuz-"+k.Release)); err != nil {
 		return "", fmt.Errorf("kernel package %s %s has no boot/vmlinuz-%s", k.Name, k.Version, k.Release)
+	}
+	// A merged-/usr package (trixie's) has its modules under usr/lib: one path for the boot.
+	if _, err := os.Stat(filepath.Join(tree, "lib", "modules")); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(tree, "usr", "lib", "modules")); err == nil {
+			if err := os.MkdirAll(filepath.Join(tree, "lib"), 0o755); err != nil {
+				return "", err
+			}
+			if err := os.Symlink("../usr/lib/modules", filepath.Join(tree, "lib", "modules")); err != nil {
+				return "", err
+			}
+		}
 	}
 	if err := os.Rename(tree, root); err != nil && !errors.Is(err, os.ErrExist) {
 		if _, serr := os.Stat(vmlinuz); serr != nil { // another boot may have put it there first

@@ -12,6 +12,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 const (
@@ -225,3 +227,41 @@ func (v VerityParams) DMTable(dataDev, hashDev string) string {
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 func roundUp(a, b int64) int64 { return ceilDiv(a, b) * b }
+
+// ParseVerityParams reads the parameters line [VerityParams.String] writes.
+func ParseVerityParams(s string) (VerityParams, error) {
+	var v VerityParams
+	kv := map[string]string{}
+	for _, f := range strings.Split(strings.TrimSpace(s), ",") {
+		k, val, ok := strings.Cut(f, "=")
+		if !ok {
+			return v, fmt.Errorf("%q is not key=value", f)
+		}
+		kv[k] = val
+	}
+	v.RootHash, v.Salt = kv["root_hash"], kv["salt"]
+	n, err := strconv.ParseInt(kv["data_blocks"], 10, 64)
+	if err != nil || n <= 0 {
+		return v, fmt.Errorf("data_blocks %q: not a count of blocks", kv["data_blocks"])
+	}
+	v.DataBlocks = n
+	if !isHex(v.RootHash) || !isHex(v.Salt) {
+		return v, fmt.Errorf("root_hash %q or salt %q: not hex digits", v.RootHash, v.Salt)
+	}
+	if kv["data_block_size"] != strconv.Itoa(BlockSize) || kv["hash_block_size"] != strconv.Itoa(BlockSize) {
+		return v, fmt.Errorf("block sizes %s and %s: rootfsc makes %d", kv["data_block_size"], kv["hash_block_size"], BlockSize)
+	}
+	return v, nil
+}
+
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return false
+		}
+	}
+	return true
+}

@@ -26,6 +26,9 @@ type BootOpts struct {
 	Memory, SMP int
 	// Kernel and Initrd are the files qemu boots (-kernel, -initrd).
 	Kernel, Initrd string
+	// Disk is a raw disk image attached read-only as virtio-blk (/dev/vda), as Kata's runtime
+	// attaches a guest image.
+	Disk string
 	// Append is added to [BaseCmdline].
 	Append string
 	// Accel is the accelerator; the zero value runs [Detect] with this kernel first.
@@ -82,6 +85,10 @@ func Boot(ctx context.Context, o BootOpts) (*BootResult, error) {
 	if o.Initrd != "" {
 		args = append(args, "-initrd", o.Initrd)
 	}
+	if o.Disk != "" {
+		args = append(args, "-drive", "file="+qemuPath(o.Disk)+",format=raw,if=none,id=rootfs,readonly=on",
+			"-device", "virtio-blk-pci,drive=rootfs")
+	}
 	args = append(args, "-append", strings.TrimSpace(BaseCmdline+" "+o.Append))
 	cmd := exec.CommandContext(ctx, o.Binary, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -131,3 +138,6 @@ var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
 
 // stripANSI drops the colour escapes systemd puts around unit names.
 func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
+
+// qemuPath escapes a path for a qemu option value (a comma is doubled).
+func qemuPath(p string) string { return strings.ReplaceAll(p, ",", ",,") }
