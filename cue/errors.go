@@ -100,6 +100,19 @@ func (r *Result) Errorf(path []string, format string, args ...any) error {
 	return &posError{pos: pos, path: path, msg: fmt.Sprintf(format, args...)}
 }
 
+// ElemErrorf is [Result.Errorf] for element i of the manifest's list field: it is located at the
+// element and printed as "file:line:col: field[i]: message".
+func (r *Result) ElemErrorf(field string, i int, format string, args ...any) error {
+	var pos token.Pos
+	if r.raw.Exists() {
+		pos = r.raw.LookupPath(cuelang.MakePath(cuelang.Str(field), cuelang.Index(i))).Pos()
+		if !pos.IsValid() {
+			pos = closestPos(r.raw, []string{field})
+		}
+	}
+	return &posError{pos: pos, path: []string{fmt.Sprintf("%s[%d]", field, i)}, msg: fmt.Sprintf(format, args...)}
+}
+
 func notImplemented(m *schema.Manifest, v cuelang.Value) error {
 	var errs cueerrors.Error
 	add := func(path ...cuelang.Selector) {
