@@ -109,7 +109,7 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"testdata/typo.cue", []string{"testdata/typo.cue:3:1: pakages: field not allowed"}},
 		{"testdata/wrongtype.cue", []string{"testdata/wrongtype.cue:3:11: packages: conflicting values", "mismatched types string and list"}},
-		{"testdata/badrelease.cue", []string{`testdata/badrelease.cue:2:1: release: unknown release "buster" (known: bookworm, trixie)`}},
+		{"testdata/badrelease.cue", []string{`testdata/badrelease.cue:2:10: release: unknown release "buster" (known: bookworm, trixie)`}},
 		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: debian)`}},
 		{"testdata/norelease.cue", []string{"testdata/norelease.cue:", "release: field is required but not present"}},
 		{"testdata/noopa.cue", []string{"testdata/noopa.cue:", "policy.opa: field is required but not present"}},
@@ -163,10 +163,9 @@ func TestNotImplemented(t *testing.T) {
 	}
 }
 
-// TestCueVet checks that `cue vet` against the published schema gives the
-// same verdict as Load. The schema alone knows distro names but not their
-// releases, so an unknown release is caught by Load only. It needs the cue tool (go tool cue) and is skipped in
-// -short mode.
+// TestCueVet checks that `cue vet` against the published schema (schema.cue and the generated
+// distros.cue) gives the same verdict as Load. It needs the cue tool (go tool cue) and is skipped
+// in -short mode.
 func TestCueVet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go tool cue")
@@ -185,6 +184,7 @@ func TestCueVet(t *testing.T) {
 		{"testdata/wrongtype.cue", false},
 		{"testdata/noopa.cue", false},
 		{"testdata/twoagents.cue", false},
+		{"testdata/badrelease.cue", false},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
 			_, loadErr := LoadFile(context.Background(), tt.path, Opts{})
@@ -197,12 +197,47 @@ func TestCueVet(t *testing.T) {
 			if err := os.WriteFile(jsonPath, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(goBin, "tool", "cue", "vet", "-c", "-d", "#Manifest", "../schema/schema.cue", jsonPath)
+			cmd := exec.Command(goBin, "tool", "cue", "vet", "-c", "-d", "#Manifest", "../schema/schema.cue", "../schema/distros.cue", jsonPath)
 			out, vetErr := cmd.CombinedOutput()
 			if (loadErr == nil) != tt.ok || (vetErr == nil) != tt.ok {
 				t.Errorf("Load() error = %v, cue vet error = %v (%s), want ok = %v", loadErr, vetErr, out, tt.ok)
 			}
 		})
+	}
+}
+
+// TestCueVetReleasePosition checks that `cue vet` rejects an unknown release at the same place as
+// Load: the rule is the schema's, with the distro's definition unified in. cue vet -d reads the
+// manifest as data, so the manifest is written as JSON, which is CUE too.
+func TestCueVetReleasePosition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go tool cue")
+	}
+	const manifest = "testdata/badrelease_json.cue"
+	_, err := LoadFile(context.Background(), manifest, Opts{})
+	if err == nil {
+		t.Fatal("Load() succeeded, want an unknown release")
+	}
+	wd, _ := os.Getwd()
+	got := FormatError(err, wd)
+	want := manifest + `:3:13: release: unknown release "buster" (known: bookworm, trixie)` + "\n"
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load() error mismatch (-want +got):\n%s", diff)
+	}
+	out, err := exec.Command("go", "tool", "cue", "vet", "-c", "-d", "#Manifest", "../schema/schema.cue", "../schema/distros.cue", "json:", manifest).CombinedOutput()
+	if err == nil {
+		t.Fatalf("cue vet succeeded, want an unknown release:\n%s", out)
+	}
+	// cue vet lists, under each error, its positions: the manifest's first.
+	var vetPos string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.TrimSpace(line); strings.HasPrefix(f, "./"+manifest+":") {
+			vetPos = strings.TrimPrefix(f, "./")
+			break
+		}
+	}
+	if !strings.Contains(string(out), `release: conflicting values "bookworm" and "buster"`) || vetPos != manifest+":3:13" {
+		t.Errorf("cue vet = %q at %q, want the release's conflict at %s:3:13", out, vetPos, manifest)
 	}
 }
 
@@ -277,10 +312,26 @@ func TestLoadFS(t *testing.T) {
 	if err == nil {
 		t.Fatal("Load(bad.cue) succeeded")
 	}
-	if got, want := FormatError(err, "/nonexistent/dockerfile"), `bad.cue:2:1: release: unknown release "potato" (known: bookworm, trixie)`; !strings.Contains(got, want) {
+	if got, want := FormatError(err, "/nonexistent/dockerfile"), `bad.cue:2:10: release: unknown release "potato" (known: bookworm, trixie)`; !strings.Contains(got, want) {
 		t.Errorf("Load(bad.cue) error = %q, want %q", got, want)
 	}
 	if _, err := Load(context.Background(), fsys, "../x.cue", Opts{}); err == nil || !strings.Contains(err.Error(), "not a path inside the manifest's folder") {
 		t.Errorf("Load(../x.cue) error = %v", err)
+	}
+}
+
+// TestPublishedDistros checks that schema/distros.cue, what cue vet reads, is what
+// distros.Published makes of the definitions today; run `go generate ./schema` after editing one.
+func TestPublishedDistros(t *testing.T) {
+	want, err := distros.Published()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, err := os.ReadFile("../schema/distros.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(have)); diff != "" {
+		t.Errorf("schema/distros.cue is stale; run go generate ./schema (-want +have):\n%s", diff)
 	}
 }
