@@ -86,6 +86,9 @@ type Opts struct {
 	// SourceDateEpoch is the time of every file in overlay mode (no lock to take a date from);
 	// nil means 0, never the wall clock.
 	SourceDateEpoch *int64
+	// DistroPath are the folders of user-defined distros ($ROOTFSC_DISTRO_PATH); see
+	// [rcue.Opts.DistroPath].
+	DistroPath []string
 	// Client and CacheDir are the resolver's HTTP client and verified-index cache.
 	Client   *http.Client
 	CacheDir string
@@ -124,7 +127,7 @@ var ErrNoDistro = errors.New("no distro: nothing to resolve")
 
 // load loads the manifest and fills the plan's request.
 func load(ctx context.Context, src Source, opts Opts) (*Plan, error) {
-	res, err := rcue.Load(ctx, src.Manifest, src.Name, rcue.Opts{Dir: src.Dir})
+	res, err := rcue.Load(ctx, src.Manifest, src.Name, rcue.Opts{Dir: src.Dir, DistroPath: opts.DistroPath})
 	if err != nil {
 		return nil, err
 	}

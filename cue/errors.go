@@ -185,6 +185,37 @@ func userErrors(err error, raw cuelang.Value) error {
 	return out
 }
 
+// defErrors rewrites the errors of checking a distro definition against #Distro so they point
+// into the definition's file with the definition's own paths; an error located only in the
+// schema (the summary of a failed disjunction) is left out when another one points at the file.
+func defErrors(err error) error {
+	var located, rest cueerrors.Error
+	for _, e := range cueerrors.Errors(err) {
+		path := cueerrors.Path(e)
+		if len(path) > 0 && path[0] == "#Distro" {
+			path = path[1:]
+		}
+		format, args := e.Msg()
+		var pos token.Pos
+		for _, p := range cueerrors.Positions(e) {
+			if p.Filename() != "schema/schema.cue" {
+				pos = p
+				break
+			}
+		}
+		pe := &posError{pos: pos, path: path, msg: fmt.Sprintf(format, args...)}
+		if pos.IsValid() {
+			located = cueerrors.Append(located, pe)
+		} else {
+			rest = cueerrors.Append(rest, pe)
+		}
+	}
+	if located != nil {
+		return located
+	}
+	return rest
+}
+
 func inSchema(p token.Pos) bool {
 	fn := p.Filename()
 	return strings.HasPrefix(fn, "schema/") || strings.HasPrefix(fn, "distros/")

@@ -27,6 +27,10 @@ type Opts struct {
 	// [Result.Dir] (the manifest's folder on disk for the CLI, a fixed name in the frontend).
 	// Default "/".
 	Dir string
+	// DistroPath are folders holding user-defined distros as NAME/distro.cue
+	// ($ROOTFSC_DISTRO_PATH, [distros.SearchPath]); distros/NAME/distro.cue beside the manifest
+	// comes first, the built-in ones last.
+	DistroPath []string
 }
 
 // Result is a loaded, validated manifest.
@@ -131,7 +135,12 @@ func Load(ctx context.Context, fsys fs.FS, name string, opts Opts) (*Result, err
 	var distro cuelang.Value
 	var distroName string
 	if d := res.raw.LookupPath(cuelang.ParsePath("distro")); d.Exists() {
-		distro, distroName, res.Family, err = distroDef(sch, d)
+		manifestDir := path.Dir(name)
+		if fi.IsDir() {
+			manifestDir = name
+		}
+		finder := distros.Finder{FS: fsys, Dir: manifestDir, Abs: filepath.Join(dir, filepath.FromSlash(manifestDir)), Path: opts.DistroPath}
+		distro, distroName, res.Family, err = distroDef(sch, finder, d)
 		if err != nil {
 			return nil, err
 		}
@@ -160,28 +169,34 @@ func Load(ctx context.Context, fsys fs.FS, name string, opts Opts) (*Result, err
 	return res, nil
 }
 
-// distroDef finds the definition of the distro named by d in [distros.FS] and checks it against
-// #Distro; it returns the definition, the distro's name and its family.
-func distroDef(sch cuelang.Value, d cuelang.Value) (cuelang.Value, string, string, error) {
+// distroDef finds the definition of the distro named by d (beside the manifest, on the distro
+// path or built in) and checks it against #Distro, with positions in its file; it returns the
+// definition, the distro's name and its family.
+func distroDef(sch cuelang.Value, finder distros.Finder, d cuelang.Value) (cuelang.Value, string, string, error) {
 	name, err := d.String()
 	if err != nil {
 		return cuelang.Value{}, "", "", cueerrors.Wrapf(cueerrors.Promote(err, ""), token.NoPos, "distro")
 	}
-	var known []string
-	for _, info := range distros.List() {
-		known = append(known, info.Name)
+	def, err := finder.Find(name)
+	if err != nil {
+		return cuelang.Value{}, "", "", err
 	}
-	if !slices.Contains(known, name) {
+	if def == nil {
+		known, err := finder.Names()
+		if err != nil {
+			return cuelang.Value{}, "", "", err
+		}
 		return cuelang.Value{}, "", "", unknown(d, "distro", name, known)
 	}
-	file := name + "/distro.cue"
-	src, err := distros.FS.ReadFile(file)
-	if err != nil {
-		return cuelang.Value{}, "", "", fmt.Errorf("reading distro %s: %w", name, err)
-	}
-	dv := sch.Context().CompileBytes(src, cuelang.Filename("distros/"+file))
-	if err := sch.LookupPath(cuelang.ParsePath("#Distro")).Unify(dv).Validate(cuelang.Concrete(true)); err != nil {
+	src, file := def.Src, def.File
+	dv := sch.Context().CompileBytes(src, cuelang.Filename(file))
+	if err := dv.Err(); err != nil {
 		return cuelang.Value{}, "", "", cueerrors.Wrapf(err, token.NoPos, "distro %s", name)
+	}
+	// The folder names the distro: a definition must say the same name.
+	checked := sch.LookupPath(cuelang.ParsePath("#Distro")).Unify(dv).FillPath(cuelang.ParsePath("name"), name)
+	if err := checked.Validate(cuelang.Concrete(true)); err != nil {
+		return cuelang.Value{}, "", "", defErrors(err)
 	}
 	family, err := dv.LookupPath(cuelang.ParsePath("family")).String()
 	if err != nil {

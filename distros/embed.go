@@ -30,34 +30,49 @@ type DistroInfo struct {
 	Releases []string // sorted
 	// Keyrings are the keyring files the releases name, sorted and unique.
 	Keyrings []string
+	// Origin is [BuiltIn] or the path of the definition.
+	Origin string
+	// Verified is "live" (built from the distro's real archive) or "fixtures" (only from fixture
+	// archives).
+	Verified string
 }
 
-// List returns the distros in [FS], sorted by name. It panics if an embedded
-// definition does not compile, which the package tests rule out.
+// List returns the built-in distros, sorted by name. It panics if an embedded definition does
+// not compile, which the package tests rule out.
 func List() []DistroInfo {
-	files, err := fs.Glob(FS, "*/distro.cue")
+	defs, err := Finder{}.Defs()
 	if err != nil {
 		panic(err)
 	}
+	out, err := Infos(defs)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// Infos summarises definitions (from [Finder.Defs]); a definition that does not compile or
+// decode is an error naming its file.
+func Infos(defs []Def) ([]DistroInfo, error) {
 	ctx := cuecontext.New()
 	var out []DistroInfo
-	for _, f := range files {
-		src, err := FS.ReadFile(f)
-		if err != nil {
-			panic(err)
-		}
-		v := ctx.CompileBytes(src, cue.Filename(path.Join("distros", f)))
+	for _, def := range defs {
+		v := ctx.CompileBytes(def.Src, cue.Filename(def.File))
 		var d struct {
 			Name     string `json:"name"`
 			Family   string `json:"family"`
+			Verified string `json:"verified"`
 			Releases map[string]struct {
 				Keyring string `json:"keyring"`
 			} `json:"releases"`
 		}
 		if err := v.Decode(&d); err != nil {
-			panic(fmt.Sprintf("distros: %s: %v", f, err))
+			return nil, fmt.Errorf("distro %s: %s: %w", def.Name, def.File, err)
 		}
-		info := DistroInfo{Name: d.Name, Family: d.Family}
+		if d.Verified == "" {
+			d.Verified = "fixtures" // the schema's default
+		}
+		info := DistroInfo{Name: def.Name, Family: d.Family, Origin: def.Origin, Verified: d.Verified}
 		for r, rel := range d.Releases {
 			info.Releases = append(info.Releases, r)
 			if rel.Keyring != "" && !slices.Contains(info.Keyrings, rel.Keyring) {
@@ -69,7 +84,7 @@ func List() []DistroInfo {
 		out = append(out, info)
 	}
 	slices.SortFunc(out, func(a, b DistroInfo) int { return cmp.Compare(a.Name, b.Name) })
-	return out
+	return out, nil
 }
 
 // Family returns the Go code of the package family a distro definition names in its family
