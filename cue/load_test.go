@@ -109,7 +109,7 @@ func TestLoadErrors(t *testing.T) {
 		{"testdata/typo.cue", []string{"testdata/typo.cue:3:1: pakages: field not allowed"}},
 		{"testdata/wrongtype.cue", []string{"testdata/wrongtype.cue:3:11: packages: conflicting values", "mismatched types string and list"}},
 		{"testdata/badrelease.cue", []string{`testdata/badrelease.cue:2:10: release: unknown release "buster" (known: bookworm, trixie)`}},
-		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: debian)`}},
+		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: debian, ubuntu)`}},
 		{"testdata/norelease.cue", []string{"testdata/norelease.cue:", "release: field is required but not present"}},
 		{"testdata/noopa.cue", []string{"testdata/noopa.cue:", "policy.opa: field is required but not present"}},
 		{"testdata/syntax.cue", []string{"testdata/syntax.cue:2:10: loading manifest: string literal not terminated"}},
@@ -263,7 +263,9 @@ func TestDistroNames(t *testing.T) {
 		}
 	}
 	want := []distros.DistroInfo{{Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"},
-		Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}, Origin: distros.BuiltIn, Verified: "live"}}
+		Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}, Origin: distros.BuiltIn, Verified: "live"},
+		{Name: "ubuntu", Family: "deb", Releases: []string{"jammy", "noble"},
+			Keyrings: []string{"/usr/share/keyrings/ubuntu-archive-keyring.gpg"}, Origin: distros.BuiltIn, Verified: "fixtures"}}
 	if diff := cmp.Diff(want, distros.List()); diff != "" {
 		t.Errorf("distros.List() mismatch (-want +got):\n%s", diff)
 	}
@@ -321,5 +323,24 @@ func TestPublishedDistros(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(want), string(have)); diff != "" {
 		t.Errorf("schema/distros.cue is stale; run go generate ./schema (-want +have):\n%s", diff)
+	}
+}
+
+// TestUbuntu checks Ubuntu's archive layout as the definition gives it: every suite under the one
+// archive path, main and universe, osbuilder's package set.
+func TestUbuntu(t *testing.T) {
+	res, err := LoadFile(context.Background(), writeManifest(t, "ubuntu", "jammy"), Opts{})
+	if err != nil {
+		t.Fatal(FormatError(err, ""))
+	}
+	want := &schema.Release{
+		Suites:          []string{"jammy", "jammy-updates", "jammy-security"},
+		Components:      []string{"main", "universe"},
+		DefaultPackages: []string{"chrony", "iptables", "dbus", "init", "libseccomp2", "kmod"},
+		Keyring:         "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
+		Archive:         map[string]string{"jammy": "ubuntu", "jammy-updates": "ubuntu", "jammy-security": "ubuntu"},
+	}
+	if diff := cmp.Diff(want, res.Release); diff != "" {
+		t.Errorf("ubuntu jammy mismatch (-want +got):\n%s", diff)
 	}
 }
