@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -86,6 +87,9 @@ type Opts struct {
 	// SourceDateEpoch is the time of every file in overlay mode (no lock to take a date from);
 	// nil means 0, never the wall clock.
 	SourceDateEpoch *int64
+	// DistroPath are the folders of user-defined distros ($ROOTFSC_DISTRO_PATH); see
+	// [rcue.Opts.DistroPath].
+	DistroPath []string
 	// Client and CacheDir are the resolver's HTTP client and verified-index cache.
 	Client   *http.Client
 	CacheDir string
@@ -127,7 +131,7 @@ var ErrNoDistro = errors.New("no distro: nothing to resolve")
 
 // load loads the manifest and fills the plan's request.
 func load(ctx context.Context, src Source, opts Opts) (*Plan, error) {
-	res, err := rcue.Load(ctx, src.Manifest, src.Name, rcue.Opts{Dir: src.Dir})
+	res, err := rcue.Load(ctx, src.Manifest, src.Name, rcue.Opts{Dir: src.Dir, DistroPath: opts.DistroPath})
 	if err != nil {
 		return nil, err
 	}
@@ -207,13 +211,26 @@ func (p *Plan) pin(ctx context.Context, opts Opts) error {
 	if p.Lock, err = p.Family.Resolve(ctx, p.Request, family.ResolveOpts{
 		Client: opts.Client, CacheDir: opts.CacheDir, Previous: lk, AllowDowngrade: opts.AllowDowngrade,
 	}); err != nil {
-		return err
+		return p.locate(err)
 	}
 	p.Epoch = p.Lock.SourceDateEpoch
 	if opts.WriteLock {
 		return p.Lock.Write(p.lockPath())
 	}
 	return nil
+}
+
+// locate puts a family's error about a requested package at that package's place in the
+// manifest's packages; an error about a package of the distro's default set stays as it is.
+func (p *Plan) locate(err error) error {
+	var pe *family.PackageError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	if i := slices.Index(p.Manifest.Manifest.Packages, pe.Package); i >= 0 {
+		return p.Manifest.ElemErrorf("packages", i, "%s", pe.Msg)
+	}
+	return fmt.Errorf("the default packages of %s %s: %w", p.Request.Distro, p.Request.Release, err)
 }
 
 // staleError says why a lock cannot be used and what to run.
@@ -259,7 +276,7 @@ func Lock(ctx context.Context, src Source, opts Opts) (*Plan, error) {
 	if p.Lock, err = p.Family.Resolve(ctx, p.Request, family.ResolveOpts{
 		Client: opts.Client, CacheDir: opts.CacheDir, Previous: prev, AllowDowngrade: opts.AllowDowngrade,
 	}); err != nil {
-		return nil, err
+		return nil, p.locate(err)
 	}
 	p.Epoch = p.Lock.SourceDateEpoch
 	if err := p.Lock.Write(p.lockPath()); err != nil {

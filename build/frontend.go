@@ -19,6 +19,7 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	rcue "github.com/rootfsc/rootfsc/cue"
+	"github.com/rootfsc/rootfsc/distros"
 	"github.com/rootfsc/rootfsc/distros/family"
 	rllb "github.com/rootfsc/rootfsc/llb"
 )
@@ -69,7 +70,8 @@ func Frontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) 
 	if !fs.ValidPath(name) || name == "." {
 		return nil, fmt.Errorf("filename %q: not a path inside the dockerfile local", opts[OptFilename])
 	}
-	mref, err := solveLocal(ctx, c, LocalManifest, []string{name, name + ".lock.json"})
+	// The manifest's own distros (distros/NAME/distro.cue beside it) travel with it.
+	mref, err := solveLocal(ctx, c, LocalManifest, []string{name, name + ".lock.json", path.Join(path.Dir(name), "distros/*/distro.cue")})
 	if err != nil {
 		return nil, fmt.Errorf("reading the manifest: %w", err)
 	}
@@ -94,7 +96,8 @@ func Frontend(ctx context.Context, c gwclient.Client) (*gwclient.Result, error) 
 	if mirror == "" {
 		mirror = os.Getenv("ROOTFSC_MIRROR")
 	}
-	plan, err := Prepare(ctx, src, Opts{Mirror: mirror, Locked: true, SourceDateEpoch: epoch})
+	// $ROOTFSC_DISTRO_PATH is the rootfsc process's in-process; a frontend image has none.
+	plan, err := Prepare(ctx, src, Opts{Mirror: mirror, Locked: true, SourceDateEpoch: epoch, DistroPath: distros.SearchPath()})
 	if err != nil {
 		return nil, errors.New(strings.TrimRight(rcue.FormatError(err, dir), "\n"))
 	}

@@ -65,7 +65,7 @@ func (f *pipelineFlags) opts() (build.Opts, error) {
 	}
 	return build.Opts{
 		Mirror: mirror, Locked: f.locked, AllowDowngrade: f.allowDowngrade, SourceDateEpoch: epoch,
-		Client: http.DefaultClient, CacheDir: filepath.Join(cacheDir(), "index"),
+		Client: http.DefaultClient, CacheDir: filepath.Join(cacheDir(), "index"), DistroPath: distros.SearchPath(),
 	}, nil
 }
 
@@ -376,11 +376,41 @@ func contains(list []string, s string) bool {
 }
 
 func runDistros(e *env, args []string) error {
-	if _, err := parse(flags("distros"), args, 0); err != nil {
+	pos, err := parse(flags("distros"), args, -1)
+	if err != nil {
 		return err
 	}
-	for _, d := range distros.List() {
-		fmt.Fprintf(e.stdout, "%s\t%s\t%s\n", d.Name, d.Family, strings.Join(d.Releases, " "))
+	if len(pos) > 1 {
+		return usageError{fmt.Sprintf("want at most 1 argument, got %d", len(pos))}
 	}
+	dir := "."
+	if len(pos) == 1 {
+		dir = pos[0]
+	}
+	infos, err := distros.ListIn(dir, distros.SearchPath())
+	if err != nil {
+		return err
+	}
+	for _, d := range infos {
+		fmt.Fprintf(e.stdout, "%s\t%s\t%s\t%s\t%s\n", d.Name, d.Family, strings.Join(d.Releases, " "), d.Origin, d.Verified)
+	}
+	return nil
+}
+
+func runDistro(e *env, args []string) error {
+	fs := flags("distro")
+	family := fs.String("family", "deb", "the package family: deb or apk")
+	pos, err := parse(fs, args, 2)
+	if err != nil {
+		return err
+	}
+	if pos[0] != "new" {
+		return usageError{fmt.Sprintf("unknown distro subcommand %q (want new)", pos[0])}
+	}
+	file, err := distros.New(".", pos[1], *family)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote %s\n", file)
 	return nil
 }

@@ -100,6 +100,19 @@ func (r *Result) Errorf(path []string, format string, args ...any) error {
 	return &posError{pos: pos, path: path, msg: fmt.Sprintf(format, args...)}
 }
 
+// ElemErrorf is [Result.Errorf] for element i of the manifest's list field: it is located at the
+// element and printed as "file:line:col: field[i]: message".
+func (r *Result) ElemErrorf(field string, i int, format string, args ...any) error {
+	var pos token.Pos
+	if r.raw.Exists() {
+		pos = r.raw.LookupPath(cuelang.MakePath(cuelang.Str(field), cuelang.Index(i))).Pos()
+		if !pos.IsValid() {
+			pos = closestPos(r.raw, []string{field})
+		}
+	}
+	return &posError{pos: pos, path: []string{fmt.Sprintf("%s[%d]", field, i)}, msg: fmt.Sprintf(format, args...)}
+}
+
 func notImplemented(m *schema.Manifest, v cuelang.Value) error {
 	var errs cueerrors.Error
 	add := func(msg string, path ...cuelang.Selector) {
@@ -171,6 +184,37 @@ func userErrors(err error, raw cuelang.Value) error {
 		out = cueerrors.Append(out, &posError{pos: pos, path: path, msg: msg})
 	}
 	return out
+}
+
+// defErrors rewrites the errors of checking a distro definition against #Distro so they point
+// into the definition's file with the definition's own paths; an error located only in the
+// schema (the summary of a failed disjunction) is left out when another one points at the file.
+func defErrors(err error) error {
+	var located, rest cueerrors.Error
+	for _, e := range cueerrors.Errors(err) {
+		path := cueerrors.Path(e)
+		if len(path) > 0 && path[0] == "#Distro" {
+			path = path[1:]
+		}
+		format, args := e.Msg()
+		var pos token.Pos
+		for _, p := range cueerrors.Positions(e) {
+			if p.Filename() != "schema/schema.cue" {
+				pos = p
+				break
+			}
+		}
+		pe := &posError{pos: pos, path: path, msg: fmt.Sprintf(format, args...)}
+		if pos.IsValid() {
+			located = cueerrors.Append(located, pe)
+		} else {
+			rest = cueerrors.Append(rest, pe)
+		}
+	}
+	if located != nil {
+		return located
+	}
+	return rest
 }
 
 func inSchema(p token.Pos) bool {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	cuelang "cuelang.org/go/cue"
+	"cuelang.org/go/cue/ast"
 	"cuelang.org/go/cue/cuecontext"
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/load"
@@ -26,6 +27,10 @@ type Opts struct {
 	// [Result.Dir] (the manifest's folder on disk for the CLI, a fixed name in the frontend).
 	// Default "/".
 	Dir string
+	// DistroPath are folders holding user-defined distros as NAME/distro.cue
+	// ($ROOTFSC_DISTRO_PATH, [distros.SearchPath]); distros/NAME/distro.cue beside the manifest
+	// comes first, the built-in ones last.
+	DistroPath []string
 }
 
 // Result is a loaded, validated manifest.
@@ -128,29 +133,33 @@ func Load(ctx context.Context, fsys fs.FS, name string, opts Opts) (*Result, err
 	v = sch.LookupPath(cuelang.ParsePath("#Manifest")).Unify(v)
 
 	var distro cuelang.Value
-	if res.raw.LookupPath(cuelang.ParsePath("distro")).Exists() {
-		distro, res.Family, err = distroDef(sch, res.raw.LookupPath(cuelang.ParsePath("distro")))
+	var distroName string
+	if d := res.raw.LookupPath(cuelang.ParsePath("distro")); d.Exists() {
+		manifestDir := path.Dir(name)
+		if fi.IsDir() {
+			manifestDir = name
+		}
+		finder := distros.Finder{FS: fsys, Dir: manifestDir, Abs: filepath.Join(dir, filepath.FromSlash(manifestDir)), Path: opts.DistroPath}
+		distro, distroName, res.Family, err = distroDef(sch, finder, d)
 		if err != nil {
 			return nil, err
 		}
-		if rel := res.raw.LookupPath(cuelang.ParsePath("release")); rel.Exists() {
-			name, err := rel.String()
-			if err != nil {
-				return nil, cueerrors.Wrapf(cueerrors.Promote(err, ""), token.NoPos, "release")
-			}
-			rv := distro.LookupPath(cuelang.MakePath(cuelang.Str("releases"), cuelang.Str(name)))
-			if !rv.Exists() {
-				return nil, unknown(rel, "release", name, fieldNames(distro.LookupPath(cuelang.ParsePath("releases"))))
-			}
+		// The schema checks the release against the definition, as `cue vet` does with
+		// schema/distros.cue.
+		v = v.FillPath(cuelang.MakePath(cuelang.Def("#distros"), cuelang.Str(distroName)), distro)
+	}
+
+	if err := v.Validate(cuelang.Concrete(true)); err != nil {
+		return nil, userErrors(releaseErrors(err, res.raw, distro), res.raw)
+	}
+	if distro.Exists() {
+		if name, err := v.LookupPath(cuelang.ParsePath("release")).String(); err == nil {
+			rv := v.LookupPath(cuelang.MakePath(cuelang.Def("#distros"), cuelang.Str(distroName), cuelang.Str("releases"), cuelang.Str(name)))
 			res.Release = new(schema.Release)
 			if err := rv.Decode(res.Release); err != nil {
 				return nil, cueerrors.Wrapf(cueerrors.Promote(err, ""), token.NoPos, "decoding release %s", name)
 			}
 		}
-	}
-
-	if err := v.Validate(cuelang.Concrete(true)); err != nil {
-		return nil, userErrors(err, res.raw)
 	}
 	res.Manifest = new(schema.Manifest)
 	if err := v.Decode(res.Manifest); err != nil {
@@ -160,35 +169,79 @@ func Load(ctx context.Context, fsys fs.FS, name string, opts Opts) (*Result, err
 	return res, nil
 }
 
-// distroDef finds the definition of the distro named by d in [distros.FS] and
-// unifies it with #Distro.
-func distroDef(sch cuelang.Value, d cuelang.Value) (cuelang.Value, string, error) {
+// distroDef finds the definition of the distro named by d (beside the manifest, on the distro
+// path or built in) and checks it against #Distro, with positions in its file; it returns the
+// definition, the distro's name and its family.
+func distroDef(sch cuelang.Value, finder distros.Finder, d cuelang.Value) (cuelang.Value, string, string, error) {
 	name, err := d.String()
 	if err != nil {
-		return cuelang.Value{}, "", cueerrors.Wrapf(cueerrors.Promote(err, ""), token.NoPos, "distro")
+		return cuelang.Value{}, "", "", cueerrors.Wrapf(cueerrors.Promote(err, ""), token.NoPos, "distro")
 	}
-	var known []string
-	for _, info := range distros.List() {
-		known = append(known, info.Name)
-	}
-	if !slices.Contains(known, name) {
-		return cuelang.Value{}, "", unknown(d, "distro", name, known)
-	}
-	file := name + "/distro.cue"
-	src, err := distros.FS.ReadFile(file)
+	def, err := finder.Find(name)
 	if err != nil {
-		return cuelang.Value{}, "", fmt.Errorf("reading distro %s: %w", name, err)
+		return cuelang.Value{}, "", "", err
 	}
-	dv := sch.Context().CompileBytes(src, cuelang.Filename("distros/"+file))
-	dv = sch.LookupPath(cuelang.ParsePath("#Distro")).Unify(dv)
-	if err := dv.Validate(cuelang.Concrete(true)); err != nil {
-		return cuelang.Value{}, "", cueerrors.Wrapf(err, token.NoPos, "distro %s", name)
+	if def == nil {
+		known, err := finder.Names()
+		if err != nil {
+			return cuelang.Value{}, "", "", err
+		}
+		return cuelang.Value{}, "", "", unknown(d, "distro", name, known)
+	}
+	src, file := def.Src, def.File
+	dv := sch.Context().CompileBytes(src, cuelang.Filename(file))
+	if err := dv.Err(); err != nil {
+		return cuelang.Value{}, "", "", cueerrors.Wrapf(err, token.NoPos, "distro %s", name)
+	}
+	// The folder names the distro: a definition must say the same name.
+	checked := sch.LookupPath(cuelang.ParsePath("#Distro")).Unify(dv).FillPath(cuelang.ParsePath("name"), name)
+	if err := checked.Validate(cuelang.Concrete(true)); err != nil {
+		return cuelang.Value{}, "", "", defErrors(err)
 	}
 	family, err := dv.LookupPath(cuelang.ParsePath("family")).String()
 	if err != nil {
-		return cuelang.Value{}, "", cueerrors.Wrapf(cueerrors.Promote(err, ""), token.NoPos, "distro %s", name)
+		return cuelang.Value{}, "", "", cueerrors.Wrapf(cueerrors.Promote(err, ""), token.NoPos, "distro %s", name)
 	}
-	return dv, family, nil
+	return dv, name, family, nil
+}
+
+// releaseErrors replaces the schema's errors about a release the distro does not have (one per
+// release it has, from the disjunction) by one that names them, at the position CUE gives for
+// the manifest's value, as `cue vet` does.
+func releaseErrors(err error, raw, distro cuelang.Value) error {
+	rel := raw.LookupPath(cuelang.ParsePath("release"))
+	name, serr := rel.String()
+	if !distro.Exists() || serr != nil {
+		return err
+	}
+	known := fieldNames(distro.LookupPath(cuelang.ParsePath("releases")))
+	if slices.Contains(known, name) {
+		return err
+	}
+	// CUE names the value among the conflict's positions (after the struct that holds it, for
+	// a manifest written as one struct literal); that is where `cue vet` points too.
+	var value token.Pos
+	if f, ok := rel.Source().(*ast.Field); ok {
+		value = f.Value.Pos()
+	}
+	var out cueerrors.Error
+	var pos token.Pos
+	for _, e := range cueerrors.Errors(err) {
+		if p := cueerrors.Path(e); len(p) > 0 && p[len(p)-1] == "release" && (len(p) == 1 || len(p) == 2 && p[0] == "#Manifest") {
+			for _, ep := range cueerrors.Positions(e) {
+				if ep == value || !pos.IsValid() && !inSchema(ep) {
+					pos = ep
+				}
+			}
+			continue
+		}
+		out = cueerrors.Append(out, e)
+	}
+	if !pos.IsValid() {
+		pos = rel.Pos()
+	}
+	msg := fmt.Sprintf("unknown release %q (known: %s)", name, strings.Join(known, ", "))
+	return cueerrors.Append(&posError{pos: pos, path: []string{"release"}, msg: msg}, out)
 }
 
 // unknown is the error for a distro or release name that has no definition.

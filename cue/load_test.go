@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -111,8 +110,8 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{"testdata/typo.cue", []string{"testdata/typo.cue:3:1: pakages: field not allowed"}},
 		{"testdata/wrongtype.cue", []string{"testdata/wrongtype.cue:3:11: packages: conflicting values", "mismatched types string and list"}},
-		{"testdata/badrelease.cue", []string{`testdata/badrelease.cue:2:1: release: unknown release "buster" (known: bookworm, trixie)`}},
-		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: debian)`}},
+		{"testdata/badrelease.cue", []string{`testdata/badrelease.cue:2:10: release: unknown release "buster" (known: bookworm, trixie)`}},
+		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: debian, ubuntu)`}},
 		{"testdata/norelease.cue", []string{"testdata/norelease.cue:", "release: field is required but not present"}},
 		{"testdata/noopa.cue", []string{"testdata/noopa.cue:", "policy.opa: field is required but not present"}},
 		{"testdata/syntax.cue", []string{"testdata/syntax.cue:2:10: loading manifest: string literal not terminated"}},
@@ -165,10 +164,9 @@ func TestNotImplemented(t *testing.T) {
 	}
 }
 
-// TestCueVet checks that `cue vet` against the published schema gives the
-// same verdict as Load. The schema alone knows distro names but not their
-// releases, so an unknown release is caught by Load only. It needs the cue tool (go tool cue) and is skipped in
-// -short mode.
+// TestCueVet checks that `cue vet` against the published schema (schema.cue and the generated
+// distros.cue) gives the same verdict as Load. It needs the cue tool (go tool cue) and is skipped
+// in -short mode.
 func TestCueVet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go tool cue")
@@ -187,6 +185,7 @@ func TestCueVet(t *testing.T) {
 		{"testdata/wrongtype.cue", false},
 		{"testdata/noopa.cue", false},
 		{"testdata/twoagents.cue", false},
+		{"testdata/badrelease.cue", false},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
 			_, loadErr := LoadFile(context.Background(), tt.path, Opts{})
@@ -199,12 +198,47 @@ func TestCueVet(t *testing.T) {
 			if err := os.WriteFile(jsonPath, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(goBin, "tool", "cue", "vet", "-c", "-d", "#Manifest", "../schema/schema.cue", jsonPath)
+			cmd := exec.Command(goBin, "tool", "cue", "vet", "-c", "-d", "#Manifest", "../schema/schema.cue", "../schema/distros.cue", jsonPath)
 			out, vetErr := cmd.CombinedOutput()
 			if (loadErr == nil) != tt.ok || (vetErr == nil) != tt.ok {
 				t.Errorf("Load() error = %v, cue vet error = %v (%s), want ok = %v", loadErr, vetErr, out, tt.ok)
 			}
 		})
+	}
+}
+
+// TestCueVetReleasePosition checks that `cue vet` rejects an unknown release at the same place as
+// Load: the rule is the schema's, with the distro's definition unified in. cue vet -d reads the
+// manifest as data, so the manifest is written as JSON, which is CUE too.
+func TestCueVetReleasePosition(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go tool cue")
+	}
+	const manifest = "testdata/badrelease_json.cue"
+	_, err := LoadFile(context.Background(), manifest, Opts{})
+	if err == nil {
+		t.Fatal("Load() succeeded, want an unknown release")
+	}
+	wd, _ := os.Getwd()
+	got := FormatError(err, wd)
+	want := manifest + `:3:13: release: unknown release "buster" (known: bookworm, trixie)` + "\n"
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load() error mismatch (-want +got):\n%s", diff)
+	}
+	out, err := exec.Command("go", "tool", "cue", "vet", "-c", "-d", "#Manifest", "../schema/schema.cue", "../schema/distros.cue", "json:", manifest).CombinedOutput()
+	if err == nil {
+		t.Fatalf("cue vet succeeded, want an unknown release:\n%s", out)
+	}
+	// cue vet lists, under each error, its positions: the manifest's first.
+	var vetPos string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.TrimSpace(line); strings.HasPrefix(f, "./"+manifest+":") {
+			vetPos = strings.TrimPrefix(f, "./")
+			break
+		}
+	}
+	if !strings.Contains(string(out), `release: conflicting values "bookworm" and "buster"`) || vetPos != manifest+":3:13" {
+		t.Errorf("cue vet = %q at %q, want the release's conflict at %s:3:13", out, vetPos, manifest)
 	}
 }
 
@@ -218,32 +252,23 @@ func TestLoadMissing(t *testing.T) {
 	}
 }
 
-// TestDistroNames checks that the schema's #DistroName lists exactly the
-// distros embedded in distros.FS.
+// TestDistroNames checks that every built-in distro loads and is called what #DistroName allows,
+// and what distros.List says of them.
 func TestDistroNames(t *testing.T) {
-	var names []string
+	dn := schema.Lookup("#DistroName")
 	for _, d := range distros.List() {
-		names = append(names, d.Name)
 		if _, err := LoadFile(context.Background(), writeManifest(t, d.Name, d.Releases[0]), Opts{}); err != nil {
 			t.Errorf("Load(%s %s): %s", d.Name, d.Releases[0], FormatError(err, ""))
 		}
-	}
-	var schemaNames []string
-	dn := schema.Lookup("#DistroName")
-	if op, args := dn.Expr(); op == cuelang.OrOp {
-		for _, a := range args {
-			s, _ := a.String()
-			schemaNames = append(schemaNames, s)
+		if err := dn.Unify(dn.Context().CompileString(strconv.Quote(d.Name))).Validate(cuelang.Concrete(true)); err != nil {
+			t.Errorf("#DistroName refuses %s: %v", d.Name, err)
 		}
-	} else {
-		s, _ := dn.String()
-		schemaNames = append(schemaNames, s)
 	}
-	slices.Sort(schemaNames)
-	if diff := cmp.Diff(schemaNames, names); diff != "" {
-		t.Errorf("#DistroName and distros.List() differ (-schema +distros):\n%s", diff)
-	}
-	if diff := cmp.Diff([]distros.DistroInfo{{Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"}, Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}}}, distros.List()); diff != "" {
+	want := []distros.DistroInfo{{Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"},
+		Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}, Origin: distros.BuiltIn, Verified: "live"},
+		{Name: "ubuntu", Family: "deb", Releases: []string{"jammy", "noble"},
+			Keyrings: []string{"/usr/share/keyrings/ubuntu-archive-keyring.gpg"}, Origin: distros.BuiltIn, Verified: "fixtures"}}
+	if diff := cmp.Diff(want, distros.List()); diff != "" {
 		t.Errorf("distros.List() mismatch (-want +got):\n%s", diff)
 	}
 }
@@ -279,10 +304,45 @@ func TestLoadFS(t *testing.T) {
 	if err == nil {
 		t.Fatal("Load(bad.cue) succeeded")
 	}
-	if got, want := FormatError(err, "/nonexistent/dockerfile"), `bad.cue:2:1: release: unknown release "potato" (known: bookworm, trixie)`; !strings.Contains(got, want) {
+	if got, want := FormatError(err, "/nonexistent/dockerfile"), `bad.cue:2:10: release: unknown release "potato" (known: bookworm, trixie)`; !strings.Contains(got, want) {
 		t.Errorf("Load(bad.cue) error = %q, want %q", got, want)
 	}
 	if _, err := Load(context.Background(), fsys, "../x.cue", Opts{}); err == nil || !strings.Contains(err.Error(), "not a path inside the manifest's folder") {
 		t.Errorf("Load(../x.cue) error = %v", err)
+	}
+}
+
+// TestPublishedDistros checks that schema/distros.cue, what cue vet reads, is what
+// distros.Published makes of the definitions today; run `go generate ./schema` after editing one.
+func TestPublishedDistros(t *testing.T) {
+	want, err := distros.Published()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have, err := os.ReadFile("../schema/distros.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), string(have)); diff != "" {
+		t.Errorf("schema/distros.cue is stale; run go generate ./schema (-want +have):\n%s", diff)
+	}
+}
+
+// TestUbuntu checks Ubuntu's archive layout as the definition gives it: every suite under the one
+// archive path, main and universe, osbuilder's package set.
+func TestUbuntu(t *testing.T) {
+	res, err := LoadFile(context.Background(), writeManifest(t, "ubuntu", "jammy"), Opts{})
+	if err != nil {
+		t.Fatal(FormatError(err, ""))
+	}
+	want := &schema.Release{
+		Suites:          []string{"jammy", "jammy-updates", "jammy-security"},
+		Components:      []string{"main", "universe"},
+		DefaultPackages: []string{"chrony", "iptables", "dbus", "init", "libseccomp2", "kmod"},
+		Keyring:         "/usr/share/keyrings/ubuntu-archive-keyring.gpg",
+		Archive:         map[string]string{"jammy": "ubuntu", "jammy-updates": "ubuntu", "jammy-security": "ubuntu"},
+	}
+	if diff := cmp.Diff(want, res.Release); diff != "" {
+		t.Errorf("ubuntu jammy mismatch (-want +got):\n%s", diff)
 	}
 }

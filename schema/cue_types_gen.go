@@ -34,7 +34,8 @@ type Manifest struct {
 	Slim bool `json:"slim,omitempty"`
 }
 
-// #DistroName lists the distros rootfsc knows (one folder each under distros/).
+// #DistroName is what a distro may be called: the name of its folder, distros/<name>/, built
+// in or the user's (beside the manifest, or on ROOTFSC_DISTRO_PATH). rootfsc says which exist.
 type DistroName string
 
 type Agent struct {
@@ -157,6 +158,10 @@ type Distro struct {
 
 	// family selects the Go code that resolves and extracts packages.
 	Family string `json:"family"`
+
+	// verified says whether a build of the distro was checked against its live archive, or only
+	// against fixture archives (a distro whose archive our machines cannot reach).
+	Verified string `json:"verified"`
 
 	Releases map[string]Release `json:"releases"`
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/ulikunitz/xz"
 
+	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
 
@@ -248,7 +250,13 @@ func TestResolveFake(t *testing.T) {
 		{name: "unsatisfiable version", packages: []string{"wants-new-foo"}, wantErr: "wants-new-foo 1 depends on libfoo (>= 3), which no package in the suites satisfies"},
 		{name: "conflicts", packages: []string{"app", "clash"}, wantErr: "clash 1 conflicts with app, but both are selected (app 1.0)"},
 		{name: "breaks", packages: []string{"app", "breaker"}, wantErr: "breaker 1 breaks libfoo (<< 3), but both are selected (libfoo 2.1)"},
-		{name: "unknown package", packages: []string{"foo"}, wantErr: `unknown package "foo" in stable, stable-updates`},
+		{name: "unknown package", packages: []string{"foo"}, wantErr: `unknown package "foo" in stable`},
+		{name: "unknown package, did you mean", packages: []string{"libfo"}, wantErr: `unknown package "libfo" in stable (did you mean "libfoo"?)`},
+		{name: "pin to the older suite's version", packages: []string{"libfoo=1.0"}, want: append([]string{"libfoo"}, base...)},
+		{name: "pin too old for a dependent", packages: []string{"app", "libfoo=1.0"}, wantErr: "app 1.0 depends on libfoo (>= 2), which no package in the suites satisfies"},
+		{name: "impossible pin", packages: []string{"libfoo=3.0"}, wantErr: `libfoo=3.0: package "libfoo" has no version "3.0" in stable (the index has 1.0, 2.1)`},
+		{name: "pin of an unknown package", packages: []string{"libfo=1.0"}, wantErr: `unknown package "libfo" in stable (did you mean "libfoo"?)`},
+		{name: "pinned twice", packages: []string{"libfoo=1.0", "libfoo=2.1"}, wantErr: `libfoo=2.1: package "libfoo" is pinned twice (also libfoo=1.0)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -414,5 +422,33 @@ func TestInputDigestWithoutKernelUnchanged(t *testing.T) {
 	const want = "sha256:b82a685192d5f89a153521b623c9d67374a1b9c2fdd8d220f5a2db1aacebcb82"
 	if diff := cmp.Diff(want, InputDigest(req)); diff != "" {
 		t.Errorf("InputDigest() mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// A pinned package is locked at the pinned version, from the suite that has it, and an error
+// about a requested package carries it as requested so that the caller can find it in the manifest.
+func TestResolvePin(t *testing.T) {
+	uri, keyring := fakeArchive(t, archiveOpts{})
+	l, err := Resolve(context.Background(), fakeRequest(uri, keyring, "libfoo=1.0"), Opts{Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got lock.Package
+	for _, p := range l.Packages {
+		if p.Name == "libfoo" {
+			got = p
+		}
+	}
+	want := lock.Package{Name: "libfoo", Version: "1.0", Suite: "stable"}
+	if diff := cmp.Diff(want, lock.Package{Name: got.Name, Version: got.Version, Suite: got.Suite}); diff != "" {
+		t.Errorf("Resolve() libfoo mismatch (-want +got):\n%s", diff)
+	}
+
+	for _, requested := range []string{"libfoo=9", "libfo"} {
+		_, err = Resolve(context.Background(), fakeRequest(uri, keyring, "app", requested), Opts{Now: func() time.Time { return testNow }})
+		var pe *family.PackageError
+		if !errors.As(err, &pe) || pe.Package != requested {
+			t.Errorf("Resolve(%s) error = %v, want a family.PackageError for %q", requested, err, requested)
+		}
 	}
 }

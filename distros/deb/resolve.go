@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -15,6 +16,7 @@ import (
 
 	"pault.ag/go/debian/version"
 
+	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
 
@@ -189,6 +191,7 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 		Distro: req.Distro, Release: req.Release, Arch: req.Arch,
 	}
 	universe := map[string]*pkg{}
+	all := map[string][]*pkg{} // every version of every package, for pins
 	for i, s := range suites {
 		r := results[i]
 		if r.err != nil {
@@ -203,6 +206,7 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 			l.SourceDateEpoch = e
 		}
 		for _, p := range r.pkgs {
+			all[p.Name] = append(all[p.Name], p)
 			if old, ok := universe[p.Name]; !ok || version.Compare(p.version(), old.version()) > 0 {
 				universe[p.Name] = p
 			}
@@ -212,7 +216,11 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 	for i, s := range suites {
 		suiteNames[i] = s.Name
 	}
-	sel, err := closure(universe, req.Packages, strings.Join(suiteNames, ", "))
+	names, err := pin(universe, all, req.Packages, req.Release)
+	if err != nil {
+		return nil, err
+	}
+	sel, err := closure(universe, names, req.Release)
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +254,62 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 	}
 	l.Sort()
 	return l, nil
+}
+
+// pin puts the version each pinned package ("name=version") asks for into universe in place of
+// the highest one, so that the closure is computed with it, and returns the requested names
+// without their pins. A pin the index cannot satisfy is a [family.PackageError] naming the
+// versions it has.
+func pin(universe map[string]*pkg, all map[string][]*pkg, requested []string, release string) ([]string, error) {
+	names := make([]string, 0, len(requested))
+	pinned := map[string]string{} // name -> the request that pinned it
+	for _, r := range requested {
+		name, want := family.ParsePackage(r)
+		names = append(names, name)
+		if want == "" && !strings.Contains(r, "=") {
+			continue
+		}
+		if prev, ok := pinned[name]; ok && prev != r {
+			return nil, &family.PackageError{Package: r, Msg: fmt.Sprintf("%s: package %q is pinned twice (also %s)", r, name, prev)}
+		}
+		pinned[name] = r
+		versions := all[name]
+		if len(versions) == 0 {
+			return nil, unknownPackage(universe, r, name, release)
+		}
+		wv, werr := version.Parse(want)
+		var hit *pkg
+		var have []string
+		for _, p := range versions {
+			if !slices.Contains(have, p.Version) {
+				have = append(have, p.Version)
+			}
+			if p.Version == want || (werr == nil && version.Compare(p.version(), wv) == 0) {
+				hit = p
+			}
+		}
+		if hit == nil {
+			slices.SortFunc(have, func(a, b string) int {
+				va, _ := version.Parse(a)
+				vb, _ := version.Parse(b)
+				return version.Compare(va, vb)
+			})
+			return nil, &family.PackageError{Package: r, Msg: fmt.Sprintf("%s: package %q has no version %q in %s (the index has %s)",
+				r, name, want, release, strings.Join(have, ", "))}
+		}
+		universe[name] = hit
+	}
+	return names, nil
+}
+
+// unknownPackage is the error for a requested package (as requested, r) that the index does not
+// have, with the closest name it does have.
+func unknownPackage(universe map[string]*pkg, r, name, release string) error {
+	msg := fmt.Sprintf("unknown package %q in %s", name, release)
+	if s := family.Suggest(name, maps.Keys(universe)); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return &family.PackageError{Package: r, Msg: msg}
 }
 
 type provider struct {
@@ -387,7 +451,7 @@ func (r *resolver) deps(p *pkg) ([][]rel, error) {
 // closure selects the requested, required and essential packages and everything they (pre-)depend on.
 // Dependencies with a single obvious candidate are followed first; choices between alternatives or
 // providers are made only when nothing else is pending, so that packages already pulled in win.
-func closure(universe map[string]*pkg, requested []string, suites string) ([]*pkg, error) {
+func closure(universe map[string]*pkg, requested []string, release string) ([]*pkg, error) {
 	r := newResolver(universe)
 	var roots []string
 	for name, p := range universe {
@@ -408,7 +472,7 @@ func closure(universe map[string]*pkg, requested []string, suites string) ([]*pk
 		}
 		switch c := r.candidates(rel{Name: n}); len(c) {
 		case 0:
-			return nil, fmt.Errorf("unknown package %q in %s", n, suites)
+			return nil, unknownPackage(universe, n, n, release)
 		case 1:
 			r.add(c[0])
 		default:

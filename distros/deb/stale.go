@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
 
@@ -16,20 +17,29 @@ func StaleReason(req Request, l *lock.Lock) string {
 		why = append(why, fmt.Sprintf("the manifest asks for %s %s/%s, the lock holds %s %s/%s",
 			req.Distro, req.Release, req.Arch, l.Distro, l.Release, l.Arch))
 	}
-	var have []string
+	have := map[string]string{} // name -> locked version
 	for _, p := range l.Packages {
-		have = append(have, p.Name)
+		have[p.Name] = p.Version
 	}
-	var missing []string
-	for _, p := range req.Packages {
-		if !slices.Contains(have, p) && !slices.Contains(missing, p) {
-			missing = append(missing, p)
+	var missing, repinned []string
+	for _, r := range req.Packages {
+		name, pin := family.ParsePackage(r)
+		v, ok := have[name]
+		switch {
+		case !ok:
+			if !slices.Contains(missing, name) {
+				missing = append(missing, name)
+			}
+		case pin != "" && pin != v:
+			repinned = append(repinned, fmt.Sprintf("%s is pinned to %s, the lock holds %s", name, pin, v))
 		}
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		why = append(why, "requested but not in the lock: "+strings.Join(missing, ", "))
 	}
+	slices.Sort(repinned)
+	why = append(why, repinned...)
 	var suites []string
 	for _, s := range l.Suites {
 		suites = append(suites, s.Name)

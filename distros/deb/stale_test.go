@@ -10,7 +10,7 @@ import (
 func TestStaleReason(t *testing.T) {
 	l := &lock.Lock{Distro: "debian", Release: "bookworm", Arch: "amd64",
 		Suites:   []lock.Suite{{Name: "bookworm"}},
-		Packages: []lock.Package{{Name: "bash"}, {Name: "iproute2"}}}
+		Packages: []lock.Package{{Name: "bash"}, {Name: "iproute2", Version: "6.1.0-3"}}}
 	base := Request{Distro: "debian", Release: "bookworm", Arch: "amd64", Suites: []SuiteSource{{Name: "bookworm"}}}
 	with := func(f func(r *Request)) Request { r := base; f(&r); return r }
 	tests := []struct {
@@ -20,6 +20,9 @@ func TestStaleReason(t *testing.T) {
 	}{
 		{"same", with(func(r *Request) { r.Packages = []string{"iproute2"} }), ""},
 		{"new package", with(func(r *Request) { r.Packages = []string{"less", "iproute2", "less"} }), "requested but not in the lock: less"},
+		{"same pin", with(func(r *Request) { r.Packages = []string{"iproute2=6.1.0-3"} }), ""},
+		{"other pin", with(func(r *Request) { r.Packages = []string{"iproute2=6.1.0-1"} }), "iproute2 is pinned to 6.1.0-1, the lock holds 6.1.0-3"},
+		{"new pinned package", with(func(r *Request) { r.Packages = []string{"less=590-2"} }), "requested but not in the lock: less"},
 		{"release", with(func(r *Request) { r.Release = "trixie" }), "the manifest asks for debian trixie/amd64, the lock holds debian bookworm/amd64"},
 		{"suite", with(func(r *Request) { r.Suites = append(r.Suites, SuiteSource{Name: "bookworm-security"}) }), "suite bookworm-security is not in the lock"},
 	}
@@ -55,5 +58,20 @@ func TestStaleReasonKernel(t *testing.T) {
 		if diff := cmp.Diff(tt.reason, StaleReason(req, l)); diff != "" {
 			t.Errorf("%s: StaleReason() mismatch (-want +got):\n%s", tt.name, diff)
 		}
+	}
+}
+
+// A pin is part of the resolver's inputs: changing it makes the lock stale.
+func TestInputDigestPins(t *testing.T) {
+	base := Request{Distro: "debian", Release: "bookworm", Arch: "amd64", Suites: []SuiteSource{{Name: "bookworm"}}}
+	digests := map[string]string{}
+	for _, pkgs := range [][]string{{"iptables"}, {"iptables=1.8.9-2"}, {"iptables=1.8.9-1"}} {
+		r := base
+		r.Packages = pkgs
+		d := InputDigest(r)
+		if prev, ok := digests[d]; ok {
+			t.Errorf("InputDigest(%v) = InputDigest(%v) = %s", pkgs, prev, d)
+		}
+		digests[d] = pkgs[0]
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	bkllb "github.com/moby/buildkit/client/llb"
@@ -144,3 +145,74 @@ func (e *DownloadError) Retries() string {
 }
 
 func (e *DownloadError) Unwrap() error { return e.Err }
+
+// ParsePackage splits a requested package into its name and pinned version: "iptables=1.8.9-2"
+// (apt's and apk's pin syntax) is ("iptables", "1.8.9-2"); an unpinned "iptables" has version "".
+func ParsePackage(s string) (name, version string) {
+	name, version, _ = strings.Cut(s, "=")
+	return name, version
+}
+
+// PackageError is a requested package that a family cannot give (unknown, or pinned to a version
+// the index does not have). It carries the package as requested, so that the caller can point at
+// its place in the manifest.
+type PackageError struct {
+	// Package is as requested: "iptables" or "iptables=1.8.9-2".
+	Package string
+	// Msg says what is wrong, naming the package.
+	Msg string
+}
+
+func (e *PackageError) Error() string { return e.Msg }
+
+// Suggest returns the name among names closest to name by edit distance, for a "did you mean"
+// after a misspelt package; "" when none is close (more than a third of the name, or one letter of a short one, would change).
+func Suggest(name string, names func(yield func(string) bool)) string {
+	// bestD is the distance to beat: a third of the name, then the best so far; ties go to
+	// the smaller name so the answer does not depend on the order of names.
+	best, bestD := "", max(1, len(name)/3)
+	for n := range names {
+		if n == name || abs(len(n)-len(name)) > bestD {
+			continue
+		}
+		d := editDistance(name, n, bestD+1)
+		if d < bestD || (d == bestD && (best == "" || n < best)) {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// editDistance is the Levenshtein distance of a and b, or a value >= limit once it is sure to
+// reach limit.
+func editDistance(a, b string, limit int) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		rowMin := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			rowMin = min(rowMin, cur[j])
+		}
+		if rowMin >= limit {
+			return limit
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

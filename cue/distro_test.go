@@ -1,0 +1,109 @@
+package cue
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rootfsc/rootfsc/distros"
+)
+
+// TestUserDistros loads manifests naming distros that are not built in: scaffolded beside the
+// manifest, or on the distro path; the folder beside the manifest comes first, and a definition
+// that breaks #Distro is an error in its own file.
+func TestUserDistros(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, fam := range []string{"deb", "apk"} {
+		if _, err := distros.New(filepath.Join(dir, "m"), "my-"+fam, fam); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("path/other/distro.cue", "name: \"other\"\nfamily: \"deb\"\nverified: \"live\"\nreleases: r1: {suites: [\"r1\"], components: [\"main\"], defaultPackages: [\"less\"], keyring: \"k.gpg\", archive: r1: \"other\"}\n")
+	// The same name beside the manifest and on the path: beside wins.
+	write("path/my-deb/distro.cue", "name: \"my-deb\"\nfamily: \"deb\"\nreleases: bookworm: {suites: [\"x\"], components: [\"main\"], defaultPackages: [], keyring: \"k\", archive: x: \"x\"}\n")
+	path := []string{filepath.Join(dir, "nowhere"), filepath.Join(dir, "path")}
+
+	tests := []struct {
+		manifest string
+		family   string
+		defaults []string
+		wantErr  string
+	}{
+		{"distro: \"my-deb\"\nrelease: \"bookworm\"\n", "deb", []string{"systemd", "init", "iptables", "chrony", "kmod", "dbus", "libseccomp2"}, ""},
+		{"distro: \"my-apk\"\nrelease: \"v3.20\"\n", "apk", []string{"alpine-base", "bash", "iptables", "ip6tables", "libseccomp"}, ""},
+		{"distro: \"other\"\nrelease: \"r1\"\n", "deb", []string{"less"}, ""},
+		{"distro: \"other\"\nrelease: \"r2\"\n", "", nil, `m/m.cue:2:10: release: unknown release "r2" (known: r1)`},
+		{"distro: \"gentoo\"\nrelease: \"r1\"\n", "", nil, `m/m.cue:1:1: distro: unknown distro "gentoo" (known: debian, my-apk, my-deb, other, ubuntu)`},
+	}
+	for _, tt := range tests {
+		m := write("m/m.cue", tt.manifest)
+		res, err := LoadFile(context.Background(), m, Opts{DistroPath: path})
+		if tt.wantErr != "" {
+			if got := FormatError(err, dir); !strings.Contains(got, tt.wantErr) {
+				t.Errorf("Load(%q) error = %q, want %q", tt.manifest, got, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Load(%q): %s", tt.manifest, FormatError(err, dir))
+			continue
+		}
+		if diff := cmp.Diff([]any{tt.family, tt.defaults}, []any{res.Family, res.Release.DefaultPackages}); diff != "" {
+			t.Errorf("Load(%q) family and default packages mismatch (-want +got):\n%s", tt.manifest, diff)
+		}
+	}
+
+	// A definition that breaks #Distro, or names another distro than its folder, is an error at
+	// its place in the definition.
+	write("m/m.cue", "distro: \"other\"\nrelease: \"r1\"\n")
+	for _, bad := range []struct{ old, new, want string }{
+		{`family: "deb"`, `family: "dpkg"`, `path/other/distro.cue:2:9: family: conflicting values "deb" and "dpkg"`},
+		{`name: "other"`, `name: "another"`, `path/other/distro.cue:1:7: name: conflicting values "other" and "another"`},
+		{`verified: "live"`, `verified: "yes"`, `path/other/distro.cue:3:11: verified: conflicting values "fixtures" and "yes"`},
+	} {
+		p := filepath.Join(dir, "path/other/distro.cue")
+		good, _ := os.ReadFile(p)
+		write("path/other/distro.cue", strings.Replace(string(good), bad.old, bad.new, 1))
+		_, err := LoadFile(context.Background(), filepath.Join(dir, "m/m.cue"), Opts{DistroPath: path})
+		if got := FormatError(err, dir); !strings.Contains(got, bad.want) {
+			t.Errorf("Load() with %s = %q, want %q", bad.new, got, bad.want)
+		}
+		write("path/other/distro.cue", string(good))
+	}
+}
+
+// TestDistroNew scaffolds each family's template and refuses to overwrite or to leave the folder.
+func TestDistroNew(t *testing.T) {
+	dir := t.TempDir()
+	p, err := distros.New(dir, "kata-debian", "deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "distros/kata-debian/distro.cue"); p != want {
+		t.Errorf("New() = %s, want %s", p, want)
+	}
+	for _, tt := range []struct{ name, family, want string }{
+		{"kata-debian", "deb", "distros/kata-debian/distro.cue already exists"},
+		{"../up", "deb", `distro name "../up": want lower-case letters, digits and dashes, starting with a letter`},
+		{"centos", "rpm", `package family "rpm" has no template (known: deb, apk)`},
+	} {
+		if _, err := distros.New(dir, tt.name, tt.family); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%s, %s) error = %v, want %q", tt.name, tt.family, err, tt.want)
+		}
+	}
+}
