@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -62,12 +63,7 @@ policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 		// which starts kata-opa.service and kata-agent.service; the agent powers off with systemctl.
 		// No --kernel: boot takes the image of the lock's kernel package, whose modules (a few of
 		// them) are in the rootfs; and adds Kata's systemd.unit=kata-containers.target itself.
-		console := bootInitrd(t, h, "", `distro:  "debian"
-release: "bookworm"
-agent: file: "kata-agent"
-modules: {package: "linux-image-amd64", include: ["virtio_*", "vmw_vsock_virtio_transport"]}
-policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
-`)
+		console := bootInitrd(t, h, "", systemdGuest)
 		for _, want := range append([]string{
 			"Started kata-opa.service",
 			"Started kata-agent.service",
@@ -81,16 +77,57 @@ policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
 	})
 }
 
+const systemdGuest = `distro:  "debian"
+release: "bookworm"
+agent: file: "kata-agent"
+modules: {package: "linux-image-amd64", include: ["virtio_*", "vmw_vsock_virtio_transport"]}
+policy: {builtin: "allow-all-except-exec-process", opa: file: "opa"}
+`
+
+// TestBootDisk boots the systemd guest as Kata boots its default image: the disk image with
+// dm-verity attached read-only as virtio-blk, the root the dm-verity device the kernel command
+// line's dm-mod.create= describes (rootfsc boot builds it from the image's verity parameters).
+// Debian's kernel is modular, so rootfsc's boot shim loads virtio-blk, ext4 and dm-verity from
+// the lock's kernel package and sets up the device as the kernel's dm-init would.
+func TestBootDisk(t *testing.T) {
+	h := newHarness(t)
+	if _, err := exec.LookPath(qemu.DefaultBinary); err != nil {
+		t.Fatalf("%v (make test installs Debian's qemu-system-x86)", err)
+	}
+	console := stripANSI(bootInitrd(t, h, "", systemdGuest, "--image", "disk"))
+	for _, want := range []string{
+		"rootfsc boot shim: mounted /dev/dm-0 (ext4) as the root",
+		"Started kata-opa.service",
+		"Started kata-agent.service",
+		"Kata Containers Agent Target",
+		"under systemd (INVOCATION_ID set)",
+		"standin-agent: policy loaded into OPA as agent_policy",
+		`standin-agent: policy CreateContainerRequest: {"result":true}`,
+		`standin-agent: policy ExecProcessRequest: {"result":false}`,
+		"standin-agent: done",
+		"reboot: Power down",
+	} {
+		if !strings.Contains(console, want) {
+			t.Errorf("the console has no %q:\n%s", want, tail([]byte(console)))
+		}
+	}
+	// The root really is the verity device the command line's dm-mod.create= describes.
+	if !regexp.MustCompile(`rootfsc boot shim: device-mapper device dm-verity created: 0 \d+ verity 1 /dev/vda1 /dev/vda2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}`).MatchString(console) {
+		t.Errorf("the console does not show the dm-verity device of the image's parameters:\n%s", tail([]byte(console)))
+	}
+}
+
 // bootInitrd boots manifest (with the stand-in agent and OPA next to it) with `rootfsc boot`,
 // which builds it as an initrd and boots it under qemu with kernel (or, for "", the lock's
 // kernel package's image) and returns the serial console; the machine must power itself off.
-func bootInitrd(t *testing.T, h *harness, kernel, manifest string) string {
+func bootInitrd(t *testing.T, h *harness, kernel, manifest string, extra ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
 	copyFile(t, filepath.Join(h.bin, "opa"), filepath.Join(dir, "opa"))
 	writeFile(t, filepath.Join(dir, "m.cue"), manifest)
-	args := []string{"boot", "--progress=plain", "--timeout", "5m", "m.cue"}
+	args := append([]string{"boot", "--progress=plain", "--timeout", "5m"}, extra...)
+	args = append(args, "m.cue")
 	if kernel != "" {
 		args = append(args, "--kernel", kernel)
 	}

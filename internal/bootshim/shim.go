@@ -82,7 +82,8 @@ func run() error {
 			if err := createDM(d); err != nil {
 				return fmt.Errorf("dm-mod.create: device %s: %w", d.Name, err)
 			}
-			logf("device-mapper device %s (%s) created", d.Name, d.Targets[0].Type)
+			t := d.Targets[0]
+			logf("device-mapper device %s created: %d %d %s %s", d.Name, t.Start, t.Length, t.Type, t.Args)
 		}
 	}
 	root := cmd["root"]
