@@ -1,7 +1,8 @@
 package main
 
-// Reproducibility: two cold builds of one manifest and lock, each with a daemon of its own (no
-// shared cache), must write byte-identical tar outputs.
+// Reproducibility: two cold builds of each example and its lock, each with a daemon of its own
+// (no shared cache), must write byte-identical tar, OCI, initrd and disk outputs; the second
+// build runs with --check, which builds once more with the cache bypassed and compares too.
 
 import (
 	"archive/tar"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rootfsc/rootfsc/engine"
@@ -18,35 +20,58 @@ import (
 
 func TestReproducible(t *testing.T) {
 	bin := binDir(t)
-	dir := t.TempDir()
-	copyFile(t, filepath.Join(bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
-	copyFile(t, filepath.Join(bin, "opa"), filepath.Join(dir, "opa"))
-	writeFile(t, filepath.Join(dir, "m.cue"), `distro:  "debian"
-release: "bookworm"
-agent: file: "kata-agent"
-modules: package: "linux-image-amd64"
-policy: {builtin: "allow-all", opa: file: "opa"}
-files: "/etc/motd": content: "reproducible\n"
-`)
-	var tars, ocis []string
-	for i := 1; i <= 2; i++ {
-		h := newHarness(t) // a state directory of its own: a cold build
-		out := filepath.Join(dir, fmt.Sprintf("rootfs%d.tar", i))
-		oci := filepath.Join(dir, fmt.Sprintf("rootfs%d.oci.tar", i))
-		h.run(dir, true, "build", "--progress=plain", "-o", "type=tar,dest="+out, "-o", "type=oci,dest="+oci, "m.cue")
-		ocis = append(ocis, oci)
-		// Stopped before the next daemon starts, so the two never share the CPU.
-		if err := engine.Stop(h.state); err != nil {
-			t.Log(err)
-		}
-		tars = append(tars, out)
-	}
-	if a, b := fileSum(t, tars[0]), fileSum(t, tars[1]); a != b {
-		t.Errorf("two cold builds differ: %s vs %s\n%s", a, b, tarDiff(t, tars[0], tars[1]))
-	}
-	// The image too: every layer, the config and the manifest.
-	if a, b := fileSum(t, ocis[0]), fileSum(t, ocis[1]); a != b {
-		t.Errorf("two cold builds' OCI archives differ: %s vs %s\n%s", a, b, tarDiff(t, ocis[0], ocis[1]))
+	// The two examples as they are in the repository, with the files their context needs.
+	examples := filepath.Join("..", "..", "examples")
+	for _, example := range []string{"debian.cue", "agent-init.cue"} {
+		t.Run(example, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			copyFile(t, filepath.Join(bin, "kata-agent-standin"), filepath.Join(dir, "bin", "kata-agent-standin"))
+			copyFile(t, filepath.Join(bin, "opa"), filepath.Join(dir, "bin", "opa"))
+			copyFile(t, filepath.Join(examples, example), filepath.Join(dir, "m.cue"))
+			outputs := []struct{ typ, name, extra string }{
+				{"tar", "rootfs.tar", ""},
+				{"oci", "rootfs.oci.tar", ""},
+				{"initrd", "rootfs.initrd", ""},
+				{"disk", "rootfs.img", ",verity=true"},
+			}
+			var files [2][]string
+			for i := range 2 {
+				h := newHarness(t) // a state directory of its own: a cold build
+				args := []string{"build", "--progress=plain"}
+				for _, o := range outputs {
+					p := filepath.Join(dir, fmt.Sprintf("%d-%s", i, o.name))
+					args = append(args, "-o", "type="+o.typ+",dest="+p+o.extra)
+					files[i] = append(files[i], p)
+					if o.typ == "disk" {
+						files[i] = append(files[i], p+".verity-params")
+					}
+				}
+				if i == 1 {
+					args = append(args, "--check")
+				}
+				out := h.run(dir, true, append(args, "m.cue")...)
+				if i == 1 && !strings.Contains(out, "check: the build without the cache gave the same rootfs and outputs") {
+					t.Errorf("build --check did not say the builds are the same:\n%s", tail([]byte(out)))
+				}
+				// Stopped before the next daemon starts, so the two never share the CPU.
+				if err := engine.Stop(h.state); err != nil {
+					t.Log(err)
+				}
+			}
+			for j, a := range files[0] {
+				b := files[1][j]
+				if x, y := fileSum(t, a), fileSum(t, b); x != y {
+					msg := ""
+					if strings.HasSuffix(a, ".tar") {
+						msg = tarDiff(t, a, b)
+					}
+					t.Errorf("two cold builds differ: %s %s vs %s\n%s", filepath.Base(a), x, y, msg)
+				}
+			}
+		})
 	}
 }
 
