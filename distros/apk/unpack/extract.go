@@ -296,3 +296,28 @@ func parsePkgInfo(b []byte, in *Info) error {
 	}
 	return sc.Err()
 }
+
+// ControlChecksum returns the "Q1…" checksum of the control member of the .apk read from r, the
+// index's C: for it.
+func ControlChecksum(r io.Reader) (string, error) {
+	ar := NewReader(r)
+	m, err := ar.Next()
+	if err != nil {
+		return "", fmt.Errorf("not an apk: %w", err)
+	}
+	entries, err := readSmallTar(m)
+	if err != nil {
+		return "", fmt.Errorf("first member: %w", err)
+	}
+	if len(entries) > 0 && strings.HasPrefix(entries[0].name, ".SIGN.") {
+		ar.ResetHash()
+		if m, err = ar.Next(); err != nil {
+			return "", fmt.Errorf("control member: %w", err)
+		}
+		if _, err := readSmallTar(m); err != nil {
+			return "", fmt.Errorf("control member: %w", err)
+		}
+	}
+	sum, _ := ar.Sums()
+	return Checksum(sum), nil
+}
