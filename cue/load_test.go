@@ -110,11 +110,13 @@ func TestLoadErrors(t *testing.T) {
 		{"testdata/typo.cue", []string{"testdata/typo.cue:3:1: pakages: field not allowed"}},
 		{"testdata/wrongtype.cue", []string{"testdata/wrongtype.cue:3:11: packages: conflicting values", "mismatched types string and list"}},
 		{"testdata/badrelease.cue", []string{`testdata/badrelease.cue:2:1: release: unknown release "buster" (known: bookworm, trixie)`}},
-		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: debian)`}},
+		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: alpine, debian)`}},
 		{"testdata/norelease.cue", []string{"testdata/norelease.cue:", "release: field is required but not present"}},
 		{"testdata/noopa.cue", []string{"testdata/noopa.cue:", "policy.opa: field is required but not present"}},
 		{"testdata/syntax.cue", []string{"testdata/syntax.cue:2:10: loading manifest: string literal not terminated"}},
 		{"testdata/twoagents.cue", []string{"testdata/twoagents.cue:3:", "agent: exactly one of file, tarball must be set"}},
+		// Alpine has no systemd: its agent is init.
+		{"testdata/alpinesystemd.cue", []string{`testdata/alpinesystemd.cue:5:8: agent.init: conflicting values "agent" and "systemd"`}},
 	}
 	wd, err := os.Getwd()
 	if err != nil {
@@ -185,6 +187,7 @@ func TestCueVet(t *testing.T) {
 		{"testdata/wrongtype.cue", false},
 		{"testdata/noopa.cue", false},
 		{"testdata/twoagents.cue", false},
+		{"testdata/alpinesystemd.cue", false},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
 			_, loadErr := LoadFile(context.Background(), tt.path, Opts{})
@@ -241,7 +244,7 @@ func TestDistroNames(t *testing.T) {
 	if diff := cmp.Diff(schemaNames, names); diff != "" {
 		t.Errorf("#DistroName and distros.List() differ (-schema +distros):\n%s", diff)
 	}
-	if diff := cmp.Diff([]distros.DistroInfo{{Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"}, Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}}}, distros.List()); diff != "" {
+	if diff := cmp.Diff([]distros.DistroInfo{{Name: "alpine", Family: "apk", Releases: []string{"3.20", "3.21"}}, {Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"}, Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}}}, distros.List()); diff != "" {
 		t.Errorf("distros.List() mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
 
+	"github.com/rootfsc/rootfsc/distros/apk"
 	"github.com/rootfsc/rootfsc/distros/deb"
 	"github.com/rootfsc/rootfsc/distros/family"
 )
@@ -75,6 +76,8 @@ func Family(name string) (family.Family, error) {
 	switch name {
 	case "deb":
 		return deb.Family{}, nil
+	case "apk":
+		return apk.Family{}, nil
 	}
-	return nil, fmt.Errorf("package family %q is not implemented (known: deb)", name)
+	return nil, fmt.Errorf("package family %q is not implemented (known: apk, deb)", name)
 }

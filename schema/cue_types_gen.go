@@ -164,4 +164,8 @@ type Release struct {
 	// archive maps each suite to the archive it lives in on a mirror
 	// ("debian", "debian-security"): a path key, not a URL.
 	Archive map[string]string `json:"archive"`
+
+	// keys are the PEM public keys that sign the indexes, by the name the signature gives
+	// (the apk family, which has no keyring file).
+	Keys map[string]string `json:"keys,omitempty"`
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"strings"
 
+	apkunpack "github.com/rootfsc/rootfsc/distros/apk/unpack"
 	"github.com/rootfsc/rootfsc/distros/deb/unpack"
 	"github.com/rootfsc/rootfsc/internal/kmod"
 	"github.com/rootfsc/rootfsc/internal/rootfs"
@@ -30,10 +31,12 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		// The deb family's stage 1 and the kernel package's modules.
-		"extract":    {"extract --root DIR [--usrmerge] [--only PREFIX]... DEB...", extract},
-		"strip-acls": {"strip-acls --root DIR", stripACLs},
-		"modules":    {"modules --tree DIR --include PATTERN...", modules},
-		"check":      {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
+		"extract": {"extract --root DIR [--usrmerge] [--only PREFIX]... DEB...", extract},
+		// The apk family's base.
+		"extract-apk": {"extract-apk --root DIR [--world NAME]... APK=CHECKSUM...", extractAPK},
+		"strip-acls":  {"strip-acls --root DIR", stripACLs},
+		"modules":     {"modules --tree DIR --include PATTERN...", modules},
+		"check":       {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
 	}
 }
 
@@ -45,7 +48,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintln(stderr, "rootfsc-helper runs inside rootfsc's build steps; usage:")
-	for _, name := range []string{"extract", "strip-acls", "modules", "check"} {
+	for _, name := range []string{"extract", "extract-apk", "strip-acls", "modules", "check"} {
 		fmt.Fprintf(stderr, "  rootfsc-helper %s\n", commands[name].usage)
 	}
 	return 2
@@ -80,6 +83,30 @@ func extract(ctx context.Context, args []string, _, stderr io.Writer) int {
 	}
 	if err := unpack.Bootstrap(ctx, *root, fs.Args(), unpack.BootstrapOpts{UsrMerge: *usrmerge, Only: only}); err != nil {
 		return fail(stderr, "extract", err)
+	}
+	return 0
+}
+
+// extractAPK is [apkunpack.Install] with flags: each APK=CHECKSUM is a package and the control
+// checksum the lock has for it.
+func extractAPK(ctx context.Context, args []string, _, stderr io.Writer) int {
+	fs := flags("extract-apk")
+	root := fs.String("root", "", "the root to extract into")
+	var world multi
+	fs.Var(&world, "world", "a package of /etc/apk/world (repeatable)")
+	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() == 0 {
+		return usage(stderr, "extract-apk")
+	}
+	var items []apkunpack.Item
+	for _, a := range fs.Args() {
+		p, sum, ok := strings.Cut(a, "=")
+		if !ok || p == "" || sum == "" {
+			return usage(stderr, "extract-apk")
+		}
+		items = append(items, apkunpack.Item{Path: p, Checksum: sum})
+	}
+	if _, err := apkunpack.Install(ctx, *root, items, world); err != nil {
+		return fail(stderr, "extract-apk", err)
 	}
 	return 0
 }
