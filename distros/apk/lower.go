@@ -49,7 +49,8 @@ func (Family) Lower(r family.Request, lk *lock.Lock, opts family.LowerOpts) (*fa
 	}
 	mirror := strings.TrimSuffix(req.Mirror, "/")
 	epoch := time.Unix(lk.SourceDateEpoch, 0).UTC()
-	args := []string{family.HelperBin, "extract-apk", "--root", TargetDir}
+	// Alpine's manifests have the agent as init (a schema rule).
+	args := []string{family.HelperBin, "extract-apk", "--root", TargetDir, "--agent-init"}
 	for _, p := range req.Packages {
 		args = append(args, "--world", p)
 	}

@@ -33,7 +33,7 @@ func init() {
 		// The deb family's stage 1 and the kernel package's modules.
 		"extract": {"extract --root DIR [--usrmerge] [--only PREFIX]... DEB...", extract},
 		// The apk family's base.
-		"extract-apk": {"extract-apk --root DIR [--world NAME]... APK=CHECKSUM...", extractAPK},
+		"extract-apk": {"extract-apk --root DIR [--world NAME]... [--agent-init] APK=CHECKSUM...", extractAPK},
 		"strip-acls":  {"strip-acls --root DIR", stripACLs},
 		"modules":     {"modules --tree DIR --include PATTERN...", modules},
 		"check":       {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
@@ -94,6 +94,7 @@ func extractAPK(ctx context.Context, args []string, _, stderr io.Writer) int {
 	root := fs.String("root", "", "the root to extract into")
 	var world multi
 	fs.Var(&world, "world", "a package of /etc/apk/world (repeatable)")
+	agentInit := fs.Bool("agent-init", false, "make /sbin/init the link to /usr/sbin/init, where the agent goes")
 	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() == 0 {
 		return usage(stderr, "extract-apk")
 	}
@@ -107,6 +108,11 @@ func extractAPK(ctx context.Context, args []string, _, stderr io.Writer) int {
 	}
 	if _, err := apkunpack.Install(ctx, *root, items, world); err != nil {
 		return fail(stderr, "extract-apk", err)
+	}
+	if *agentInit {
+		if err := apkunpack.LinkInit(*root); err != nil {
+			return fail(stderr, "extract-apk", err)
+		}
 	}
 	return 0
 }

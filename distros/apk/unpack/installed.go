@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -190,3 +191,30 @@ func scriptsTar(pkgs []*Package) ([]byte, error) {
 }
 
 func unixTime(s int64) time.Time { return time.Unix(s, 0).UTC() }
+
+// LinkInit makes /sbin/init a link to /usr/sbin/init, where the Kata agent layer puts the agent
+// when it is init (which Alpine's manifests always ask for). Alpine's /sbin is a directory, not
+// merged-/usr's link, so without it /sbin/init would be busybox's or nothing. A /sbin/init a
+// package laid down is replaced, as osbuilder's AGENT_INIT=yes does.
+func LinkInit(root string) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := r.MkdirAll("sbin", 0o755); err != nil {
+		return fmt.Errorf("/sbin/init: %w", err)
+	}
+	if fi, err := r.Lstat("sbin/init"); err == nil {
+		if fi.IsDir() {
+			return errors.New("/sbin/init: a directory where init goes")
+		}
+		if err := r.Remove("sbin/init"); err != nil {
+			return fmt.Errorf("/sbin/init: %w", err)
+		}
+	}
+	if err := r.Symlink("../usr/sbin/init", "sbin/init"); err != nil {
+		return fmt.Errorf("/sbin/init: %w", err)
+	}
+	return nil
+}
