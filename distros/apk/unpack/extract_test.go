@@ -134,3 +134,39 @@ func TestExtractRefuses(t *testing.T) {
 		})
 	}
 }
+
+func TestLinkInit(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "sbin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// busybox's /sbin/init gives way to the agent's.
+	if err := os.Symlink("/bin/busybox", filepath.Join(root, "sbin/init")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unpack.LinkInit(root); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "sbin/init")); err != nil || l != "../usr/sbin/init" {
+		t.Errorf("/sbin/init -> %q, %v; want ../usr/sbin/init", l, err)
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "sbin/init"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unpack.LinkInit(dir); err == nil || err.Error() != "/sbin/init: a directory where init goes" {
+		t.Errorf("LinkInit() over a directory: %v", err)
+	}
+	// A /sbin that leads out of the root is not followed.
+	out := t.TempDir()
+	esc := t.TempDir()
+	if err := os.Symlink(out, filepath.Join(esc, "sbin")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unpack.LinkInit(esc); err == nil {
+		t.Error("LinkInit() followed /sbin out of the root")
+	}
+	if _, err := os.Lstat(filepath.Join(out, "init")); err == nil {
+		t.Error("LinkInit() wrote outside the root")
+	}
+}
