@@ -22,6 +22,7 @@ const (
 	maxSize       = 16 << 30
 	maxControl    = 16 << 20 // .PKGINFO and scripts
 	maxControlEnt = 64
+	maxTrailer    = 1 << 20 // after the data tar's end blocks: padding to the tar's block size
 )
 
 // ErrChecksum is wrapped by the errors for a package whose bytes are not the ones the index (and
@@ -75,7 +76,7 @@ func Extract(ctx context.Context, path, root, want string) (*Package, error) {
 		return nil, err
 	}
 	defer f.Close()
-	p, err := extract(ctx, f, root, want)
+	p, err := extract(ctx, f, root, want, maxEntries, maxSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -85,7 +86,7 @@ func Extract(ctx context.Context, path, root, want string) (*Package, error) {
 	return p, nil
 }
 
-func extract(ctx context.Context, r io.Reader, root, want string) (*Package, error) {
+func extract(ctx context.Context, r io.Reader, root, want string, maxEnt int, maxBytes int64) (*Package, error) {
 	ar := NewReader(r)
 	m, err := ar.Next()
 	if err != nil {
@@ -152,13 +153,17 @@ func extract(ctx context.Context, r io.Reader, root, want string) (*Package, err
 		Chown:         os.Geteuid() == 0,
 		Xattrs:        true,
 		RefuseDevices: true,
-		MaxEntries:    maxEntries,
-		MaxSize:       maxSize,
+		MaxEntries:    maxEnt,
+		MaxSize:       maxBytes,
 	}
 	err = rootfs.Untar(ctx, io.TeeReader(data, pw), root, opts)
 	if err == nil {
-		// The rest of the member (tar padding) belongs to the data hash.
-		_, err = io.Copy(pw, data)
+		// The rest of the member (tar padding) belongs to the data hash; a bound keeps a
+		// member that goes on after the tar's end from expanding without limit.
+		var n int64
+		if n, err = io.Copy(pw, io.LimitReader(data, maxTrailer+1)); err == nil && n > maxTrailer {
+			err = fmt.Errorf("more than %d bytes after the tar's end", maxTrailer)
+		}
 	}
 	pw.CloseWithError(err)
 	if lerr := <-listed; err == nil && lerr != nil {

@@ -1,0 +1,65 @@
+package apk
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/rootfsc/rootfsc/distros/family"
+	"github.com/rootfsc/rootfsc/distros/lock"
+	"github.com/rootfsc/rootfsc/schema"
+)
+
+func TestStaleReason(t *testing.T) {
+	def := &schema.Release{Suites: []string{"v3.20"}, Components: []string{"main", "community"}, Keys: map[string]string{"k": "pem"}}
+	req := family.Request{Distro: "alpine", Release: "3.20", Arch: "amd64", Def: def, Packages: []string{"alpine-base", "iptables>=1.8"}}
+	lk := &lock.Lock{Distro: "alpine", Release: "3.20", Arch: "x86_64",
+		Suites:   []lock.Suite{{Name: "main", Archive: "v3.20"}, {Name: "community", Archive: "v3.20"}},
+		Packages: []lock.Package{{Name: "alpine-base"}, {Name: "iptables"}}}
+	for _, tc := range []struct {
+		name   string
+		change func(*family.Request)
+		want   string
+	}{
+		{"same", func(*family.Request) {}, ""},
+		{"new package", func(r *family.Request) { r.Packages = append(r.Packages, "bash", "!ssh") }, "requested but not in the lock: bash, ssh"},
+		{"other release", func(r *family.Request) {
+			r.Release = "3.21"
+			d := *def
+			d.Suites = []string{"v3.21"}
+			r.Def = &d
+		}, "the manifest asks for alpine 3.21/x86_64, the lock holds alpine 3.20/x86_64; repository v3.21/main is not in the lock; repository v3.21/community is not in the lock"},
+		{"arm64", func(r *family.Request) { r.Arch = "arm64" }, "the manifest asks for alpine 3.20/aarch64, the lock holds alpine 3.20/x86_64"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := req
+			r.Packages = append([]string(nil), req.Packages...)
+			tc.change(&r)
+			if diff := cmp.Diff(tc.want, Family{}.StaleReason(r, lk)); diff != "" {
+				t.Errorf("StaleReason() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestInputDigest(t *testing.T) {
+	base := Request{Distro: "alpine", Release: "3.20", Arch: "x86_64", Branch: "v3.20", Repos: []string{"main"},
+		Keys: map[string]string{"k": "pem"}, Packages: []string{"b", "a"}, Mirror: "http://one.invalid"}
+	same := base
+	same.Packages, same.Mirror = []string{"a", "b", "a"}, "http://other.invalid"
+	if InputDigest(base) != InputDigest(same) {
+		t.Error("the digest depends on the mirror or the order of the packages")
+	}
+	for name, change := range map[string]func(*Request){
+		"key":     func(r *Request) { r.Keys = map[string]string{"k": "other pem"} },
+		"repo":    func(r *Request) { r.Repos = []string{"main", "community"} },
+		"package": func(r *Request) { r.Packages = []string{"a", "b=1.0-r0"} },
+		"arch":    func(r *Request) { r.Arch = "aarch64" },
+	} {
+		r := base
+		change(&r)
+		if InputDigest(r) == InputDigest(base) {
+			t.Errorf("changing the %s leaves the digest as it was", name)
+		}
+	}
+}
