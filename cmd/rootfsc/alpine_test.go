@@ -86,7 +86,9 @@ func newAlpineMirror(t *testing.T) *alpineMirror {
 	add(&main, apktest.Package{Name: "busybox", Version: "1.36.1-r29", Description: "Debian's static busybox, repackaged",
 		Depends:  []string{"so:libc.musl-x86_64.so.1"},
 		Provides: []string{"cmd:busybox=1.36.1-r29", "cmd:sh=1.36.1-r29"},
-		Files:    []apktest.File{dir("bin"), {Path: "bin/busybox", Mode: 0o755, Data: busybox}}})
+		Files:    []apktest.File{dir("bin"), {Path: "bin/busybox", Mode: 0o755, Data: busybox}},
+		// What Alpine's busybox does after install: the applets' links (/sbin/init among them).
+		Scripts: map[string]string{".post-install": "#!/bin/busybox sh\n/bin/busybox --install -s\n"}})
 	add(&main, apktest.Package{Name: "busybox-binsh", Version: "1.36.1-r29", Description: "/bin/sh as busybox",
 		Depends: []string{"busybox=1.36.1-r29"}, Provides: []string{"/bin/sh", "cmd:sh=1.36.1-r29"}, ProviderPriority: 100,
 		Files: []apktest.File{dir("bin"), {Path: "bin/sh", Link: "busybox"}}})
@@ -261,10 +263,13 @@ func TestBuildAlpine(t *testing.T) {
 			t.Errorf("etc/shadow: %d:%d %v, want 0:42 0640", st.Uid, st.Gid, fi.Mode().Perm())
 		}
 	})
-	t.Run("busybox runs", func(t *testing.T) {
-		out, err := exec.Command("chroot", root, "/bin/sh", "-c", "echo ok").CombinedOutput()
-		if err != nil || string(out) != "ok\n" {
-			t.Errorf("chroot /bin/sh -c 'echo ok': %v\n%s", err, out)
+	t.Run("busybox runs, with the links its post-install made", func(t *testing.T) {
+		out, err := exec.Command("chroot", root, "/bin/sh", "-c", "ls -d /lib/apk/db && readlink /bin/ls").CombinedOutput()
+		if err != nil || string(out) != "/lib/apk/db\n/bin/busybox\n" {
+			t.Errorf("chroot /bin/sh -c 'ls -d /lib/apk/db && readlink /bin/ls': %v\n%s", err, out)
+		}
+		if _, err := os.Lstat(filepath.Join(root, ".rootfsc-apk-scripts")); !os.IsNotExist(err) {
+			t.Errorf("the install scripts were left in the rootfs: %v", err)
 		}
 	})
 }

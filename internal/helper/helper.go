@@ -33,7 +33,7 @@ func init() {
 		// The deb family's stage 1 and the kernel package's modules.
 		"extract": {"extract --root DIR [--usrmerge] [--only PREFIX]... DEB...", extract},
 		// The apk family's base.
-		"extract-apk": {"extract-apk --root DIR [--world NAME]... [--agent-init] APK=CHECKSUM...", extractAPK},
+		"extract-apk": {"extract-apk --root DIR [--world NAME]... [--scripts] [--agent-init] APK=CHECKSUM...", extractAPK},
 		"strip-acls":  {"strip-acls --root DIR", stripACLs},
 		"modules":     {"modules --tree DIR --include PATTERN...", modules},
 		"check":       {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
@@ -95,6 +95,7 @@ func extractAPK(ctx context.Context, args []string, _, stderr io.Writer) int {
 	var world multi
 	fs.Var(&world, "world", "a package of /etc/apk/world (repeatable)")
 	agentInit := fs.Bool("agent-init", false, "make /sbin/init the link to /usr/sbin/init, where the agent goes")
+	scripts := fs.Bool("scripts", false, "run the packages' install scripts in the root (chroot)")
 	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() == 0 {
 		return usage(stderr, "extract-apk")
 	}
@@ -106,9 +107,16 @@ func extractAPK(ctx context.Context, args []string, _, stderr io.Writer) int {
 		}
 		items = append(items, apkunpack.Item{Path: p, Checksum: sum})
 	}
-	if _, err := apkunpack.Install(ctx, *root, items, world); err != nil {
+	pkgs, err := apkunpack.Install(ctx, *root, items, world)
+	if err != nil {
 		return fail(stderr, "extract-apk", err)
 	}
+	if *scripts {
+		if err := apkunpack.RunScripts(ctx, *root, pkgs); err != nil {
+			return fail(stderr, "extract-apk", err)
+		}
+	}
+	// After the scripts: busybox's makes /sbin/init its own applet.
 	if *agentInit {
 		if err := apkunpack.LinkInit(*root); err != nil {
 			return fail(stderr, "extract-apk", err)

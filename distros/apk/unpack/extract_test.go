@@ -170,3 +170,52 @@ func TestLinkInit(t *testing.T) {
 		t.Error("LinkInit() wrote outside the root")
 	}
 }
+
+func TestRunScripts(t *testing.T) {
+	busybox, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Skipf("no static busybox on the host (apt-get install busybox-static): %v", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	dir, root := t.TempDir(), t.TempDir()
+	var items []unpack.Item
+	for _, p := range []apktest.Package{
+		{Name: "busybox", Version: "1.36.1-r29", Files: []apktest.File{{Path: "bin", Dir: true}, {Path: "bin/busybox", Mode: 0o755, Data: busybox}, {Path: "bin/sh", Link: "busybox"}},
+			Scripts: map[string]string{".post-install": "#!/bin/sh\nset -e\n/bin/busybox --install -s\necho \"post $1\" >> /log\n"}},
+		{Name: "later", Version: "2-r0", Scripts: map[string]string{".pre-install": "#!/bin/sh\necho \"pre $1\" >> /log\n"}},
+	} {
+		b := build(t, p, nil)
+		items = append(items, unpack.Item{Path: write(t, dir, p.Name+".apk", b.APK), Checksum: b.Checksum})
+	}
+	pkgs, err := unpack.Install(context.Background(), root, items, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unpack.RunScripts(context.Background(), root, pkgs); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := os.ReadFile(filepath.Join(root, "log"))
+	// Every pre-install before every post-install, each given the version.
+	if diff := cmp.Diff("pre 2-r0\npost 1.36.1-r29\n", string(log)); diff != "" {
+		t.Errorf("scripts ran out of order (-want +got):\n%s", diff)
+	}
+	if l, err := os.Readlink(filepath.Join(root, "bin/ls")); err != nil || l != "/bin/busybox" {
+		t.Errorf("busybox's post-install made no /bin/ls: %q, %v", l, err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, ".rootfsc-apk-scripts")); !os.IsNotExist(err) {
+		t.Errorf("the scripts were left in the root: %v", err)
+	}
+
+	// A failing script names the package and the script, with its output.
+	bad := build(t, apktest.Package{Name: "bad", Version: "1-r0", Scripts: map[string]string{".post-install": "#!/bin/sh\necho cannot >&2\nexit 3\n"}}, nil)
+	pkgs, err = unpack.Install(context.Background(), root, []unpack.Item{{Path: write(t, dir, "bad.apk", bad.APK)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unpack.RunScripts(context.Background(), root, pkgs)
+	if err == nil || err.Error() != "bad 1-r0 .post-install: exit status 3\ncannot\n" {
+		t.Errorf("RunScripts() error = %q, want the package, the script, the status and the output", err)
+	}
+}
