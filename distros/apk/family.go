@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -118,19 +119,44 @@ func (Family) Platform(arch string) ocispecs.Platform {
 }
 
 // Explain implements [family.Family]: BuildKit's "digest mismatch sha256:…" for a package
-// whose bytes are not the lock's names the package.
-func (Family) Explain(_ context.Context, _ family.Request, lk *lock.Lock, err error) error {
+// whose bytes are not the lock's names the package. BuildKit reports a 404 the same way (it
+// hashes the body of any answer), so the mirror is asked once more whether it has the file.
+func (Family) Explain(ctx context.Context, r family.Request, lk *lock.Lock, err error) error {
 	msg := err.Error()
 	if !strings.Contains(msg, "digest mismatch") {
 		return err
 	}
 	for _, p := range lk.Packages {
-		if strings.Contains(msg, "sha256:"+p.SHA256) {
-			return fmt.Errorf("package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w",
-				p.Name, p.Version, p.Filename, p.SHA256, err)
+		if !strings.Contains(msg, "sha256:"+p.SHA256) {
+			continue
 		}
+		if r.Mirror != "" {
+			u := strings.TrimSuffix(r.Mirror, "/") + "/" + p.Filename
+			if status := probe(ctx, u); status == http.StatusNotFound || status == http.StatusGone {
+				return fmt.Errorf("package %s %s: the mirror has no such file: %s (%d %s): %w",
+					p.Name, p.Version, u, status, http.StatusText(status), err)
+			}
+		}
+		return fmt.Errorf("package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w",
+			p.Name, p.Version, p.Filename, p.SHA256, err)
 	}
 	return err
+}
+
+// probe asks the mirror for u and returns the status of its answer (0 for none).
+func probe(ctx context.Context, u string) int {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // KernelImage implements [family.Family]; the apk family pins no kernel package.

@@ -1,6 +1,11 @@
 package apk
 
 import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -61,5 +66,41 @@ func TestInputDigest(t *testing.T) {
 		if InputDigest(r) == InputDigest(base) {
 			t.Errorf("changing the %s leaves the digest as it was", name)
 		}
+	}
+}
+
+func TestExplain(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/busybox-1.36.1-r29.apk") {
+			w.Write([]byte("other bytes"))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	lk := lowerLock()
+	req := lowerRequest()
+	req.Mirror = srv.URL + "/alpine"
+	buildkit := func(sha string) error {
+		return errors.New("failed to load cache key: digest mismatch sha256:" + sha + ": sha256:0123")
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"other bytes", buildkit(lk.Packages[0].SHA256), "package busybox 1.36.1-r29 (v3.20/main/x86_64/busybox-1.36.1-r29.apk): the mirror's bytes do not match the lock's sha256 " + lk.Packages[0].SHA256 + ": failed to load cache key"},
+		{"no such file", buildkit(lk.Packages[1].SHA256), "package ip6tables 1.8.10-r3: the mirror has no such file: " + srv.URL + "/alpine/v3.20/community/x86_64/ip6tables-1.8.10-r3.apk (404 Not Found): failed to load cache key"},
+		{"another error", errors.New("exit code 1"), "exit code 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Family{}.Explain(context.Background(), req, lk, tc.err)
+			if !strings.HasPrefix(got.Error(), tc.want) {
+				t.Errorf("Explain() = %q, want %q…", got, tc.want)
+			}
+			if !errors.Is(got, tc.err) {
+				t.Errorf("Explain() does not wrap BuildKit's error")
+			}
+		})
 	}
 }
