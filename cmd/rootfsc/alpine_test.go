@@ -7,7 +7,8 @@ package main
 // with small files and Alpine's dependency shapes (so:, cmd: provides, a provider_priority).
 //
 // The fixture is signed with a key of the test's own, which Alpine's definition does not hold:
-// `rootfsc lock` refuses it (TestAlpineUnknownKey). The build's lock is therefore resolved in
+// `rootfsc lock` refuses it (TestAlpineUnknownKey), and one that takes the name of Alpine's key
+// fails `rootfsc build` with a bad signature (TestAlpineBadSignature). The build's lock is therefore resolved in
 // process by the apk family with the test key added to the definition's keys, and carries the
 // input digest of the definition as shipped, so that `rootfsc build --locked` uses it as CI
 // would; everything after the lock (the downloads by sha256, the helper's extraction with apk's
@@ -52,13 +53,13 @@ func (m *alpineMirror) set(path string, b []byte) {
 	m.file[path] = b
 }
 
-func newAlpineMirror(t *testing.T) *alpineMirror {
+func newAlpineMirror(t *testing.T, keyName string) *alpineMirror {
 	t.Helper()
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
 		t.Skipf("no static busybox on the host (apt-get install busybox-static): %v", err)
 	}
-	key, err := apktest.NewKey("rootfsc-test-fixture.rsa.pub")
+	key, err := apktest.NewKey(keyName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ agent: file: "kata-agent"
 
 func TestBuildAlpine(t *testing.T) {
 	h := newHarness(t)
-	m := newAlpineMirror(t)
+	m := newAlpineMirror(t, "rootfsc-test-fixture.rsa.pub")
 	dir, lk := alpineDir(t, h, m)
 	var names []string
 	for _, p := range lk.Packages {
@@ -278,7 +279,7 @@ func TestBuildAlpine(t *testing.T) {
 // definition, and the fixture's key is not one of them.
 func TestAlpineUnknownKey(t *testing.T) {
 	h := newHarness(t)
-	m := newAlpineMirror(t)
+	m := newAlpineMirror(t, "rootfsc-test-fixture.rsa.pub")
 	dir := writeManifest(t, "distro: \"alpine\"\nrelease: \"3.20\"\nmirror: \""+m.url+"\"\n")
 	out := h.run(dir, false, "lock", "m.cue")
 	if !strings.Contains(out, m.url+`/v3.20/main/x86_64/APKINDEX.tar.gz: signed by an unknown key "rootfsc-test-fixture.rsa.pub" (the distro definition holds alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub, alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub)`) {
@@ -286,5 +287,22 @@ func TestAlpineUnknownKey(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "m.cue.lock.json")); !os.IsNotExist(err) {
 		t.Errorf("a lock was written: %v", err)
+	}
+}
+
+// TestAlpineBadSignature: an index whose signature names Alpine's x86_64 key but was made with
+// another key fails the build, naming the index and the bad signature.
+func TestAlpineBadSignature(t *testing.T) {
+	h := newHarness(t)
+	m := newAlpineMirror(t, "alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub")
+	dir := writeManifest(t, "distro: \"alpine\"\nrelease: \"3.20\"\nmirror: \""+m.url+"\"\n")
+	out := h.run(dir, false, "build", "-o", "type=dir,dest=rootfs", "m.cue")
+	if !strings.Contains(out, m.url+"/v3.20/main/x86_64/APKINDEX.tar.gz: bad signature by key alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub") {
+		t.Errorf("the error does not name the index and the bad signature:\n%s", out)
+	}
+	for _, p := range []string{"rootfs", "m.cue.lock.json"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind after a failed resolution", p)
+		}
 	}
 }
