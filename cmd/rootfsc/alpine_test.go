@@ -8,10 +8,10 @@ package main
 //
 // The fixture is signed with a key of the test's own, which Alpine's definition does not hold:
 // `rootfsc lock` refuses it (TestAlpineUnknownKey), and one that takes the name of Alpine's key
-// fails `rootfsc build` with a bad signature (TestAlpineBadSignature). The build's lock is therefore resolved in
-// process by the apk family with the test key added to the definition's keys, and carries the
-// input digest of the definition as shipped, so that `rootfsc build --locked` uses it as CI
-// would; everything after the lock (the downloads by sha256, the helper's extraction with apk's
+// fails `rootfsc build` with a bad signature (TestAlpineBadSignature). The build's lock is
+// therefore resolved in process by the apk family with the test key added to the definition's
+// keys, and carries the input digest of the definition as shipped, so that `rootfsc build
+// --locked` uses it as CI would; everything after the lock (the downloads by sha256, the helper's extraction with apk's
 // database, the Kata layers, the check) is the code path of a live Alpine mirror.
 
 import (

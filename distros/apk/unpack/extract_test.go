@@ -181,10 +181,15 @@ func TestRunScripts(t *testing.T) {
 	}
 	dir, root := t.TempDir(), t.TempDir()
 	var items []unpack.Item
+	// later comes first in the list but depends on busybox, whose post-install makes the mkdir
+	// that later's scripts use.
 	for _, p := range []apktest.Package{
-		{Name: "busybox", Version: "1.36.1-r29", Files: []apktest.File{{Path: "bin", Dir: true}, {Path: "bin/busybox", Mode: 0o755, Data: busybox}, {Path: "bin/sh", Link: "busybox"}},
+		{Name: "later", Version: "2-r0", Depends: []string{"cmd:busybox"}, Scripts: map[string]string{
+			".pre-install":  "#!/bin/sh\nset -e\nmkdir -p /var/later\necho \"pre $1\" >> /log\n",
+			".post-install": "#!/bin/sh\necho \"post $1\" >> /log\n"}},
+		{Name: "busybox", Version: "1.36.1-r29", Provides: []string{"cmd:busybox=1.36.1-r29"},
+			Files:   []apktest.File{{Path: "bin", Dir: true}, {Path: "bin/busybox", Mode: 0o755, Data: busybox}, {Path: "bin/sh", Link: "busybox"}},
 			Scripts: map[string]string{".post-install": "#!/bin/sh\nset -e\n/bin/busybox --install -s\necho \"post $1\" >> /log\n"}},
-		{Name: "later", Version: "2-r0", Scripts: map[string]string{".pre-install": "#!/bin/sh\necho \"pre $1\" >> /log\n"}},
 	} {
 		b := build(t, p, nil)
 		items = append(items, unpack.Item{Path: write(t, dir, p.Name+".apk", b.APK), Checksum: b.Checksum})
@@ -197,8 +202,8 @@ func TestRunScripts(t *testing.T) {
 		t.Fatal(err)
 	}
 	log, _ := os.ReadFile(filepath.Join(root, "log"))
-	// Every pre-install before every post-install, each given the version.
-	if diff := cmp.Diff("pre 2-r0\npost 1.36.1-r29\n", string(log)); diff != "" {
+	// Package by package in dependency order, each script given the version.
+	if diff := cmp.Diff("post 1.36.1-r29\npre 2-r0\npost 2-r0\n", string(log)); diff != "" {
 		t.Errorf("scripts ran out of order (-want +got):\n%s", diff)
 	}
 	if l, err := os.Readlink(filepath.Join(root, "bin/ls")); err != nil || l != "/bin/busybox" {
@@ -217,5 +222,36 @@ func TestRunScripts(t *testing.T) {
 	err = unpack.RunScripts(context.Background(), root, pkgs)
 	if err == nil || err.Error() != "bad 1-r0 .post-install: exit status 3\ncannot\n" {
 		t.Errorf("RunScripts() error = %q, want the package, the script, the status and the output", err)
+	}
+}
+
+func TestOrder(t *testing.T) {
+	p := func(name string, deps []string, provides ...string) *unpack.Package {
+		return &unpack.Package{Info: unpack.Info{Name: name, Depends: deps, Provides: provides}}
+	}
+	names := func(ps []*unpack.Package) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		in   []*unpack.Package
+		want []string
+	}{
+		{"kept without dependencies", []*unpack.Package{p("b", nil), p("a", nil)}, []string{"b", "a"}},
+		{"by name and version", []*unpack.Package{p("bash", []string{"busybox>=1.36"}), p("busybox", nil)}, []string{"busybox", "bash"}},
+		{"by provide", []*unpack.Package{p("bash", []string{"/bin/sh", "so:libc.musl-x86_64.so.1"}), p("busybox-binsh", []string{"busybox"}, "/bin/sh"), p("busybox", []string{"so:libc.musl-x86_64.so.1"}), p("musl", nil, "so:libc.musl-x86_64.so.1=1")},
+			[]string{"musl", "busybox", "busybox-binsh", "bash"}},
+		{"conflicts are no order", []*unpack.Package{p("a", []string{"!b"}), p("b", nil)}, []string{"a", "b"}},
+		{"a cycle is broken", []*unpack.Package{p("a", []string{"b"}), p("b", []string{"a"})}, []string{"b", "a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, names(unpack.Order(tc.in))); diff != "" {
+				t.Errorf("Order() mismatch (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
