@@ -1,7 +1,6 @@
 package apk
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -122,24 +121,19 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 		}
 		file := path.Join(req.Branch, p.Repo, req.Arch, p.Name+"-"+p.Version+".apk")
 		u := base + "/" + file
-		data, err := get(ctx, client, u, maxPackage)
+		size, sum, cs, err := fetchPackage(ctx, client, u)
 		if err != nil {
-			return nil, err
-		}
-		if p.Size > 0 && int64(len(data)) != p.Size {
-			return nil, fmt.Errorf("package %s %s: %s: %d bytes, the signed index says %d: %w", p.Name, p.Version, u, len(data), p.Size, unpack.ErrChecksum)
-		}
-		cs, err := unpack.ControlChecksum(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("package %s %s: %s: %w", p.Name, p.Version, u, err)
+			return nil, fmt.Errorf("package %s %s: %w", p.Name, p.Version, err)
 		}
 		if cs != p.Checksum {
 			return nil, fmt.Errorf("package %s %s: %s: control member %s does not match the signed index's %s: %w", p.Name, p.Version, u, cs, p.Checksum, unpack.ErrChecksum)
 		}
-		sum := sha256.Sum256(data)
+		if p.Size > 0 && size != p.Size {
+			return nil, fmt.Errorf("package %s %s: %s: %d bytes, the signed index says %d: %w", p.Name, p.Version, u, size, p.Size, unpack.ErrChecksum)
+		}
 		lk.Packages = append(lk.Packages, lock.Package{
 			Name: p.Name, Version: p.Version, Architecture: p.Arch, Filename: file,
-			Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]), Suite: p.Repo, Checksum: p.Checksum,
+			Size: size, SHA256: sum, Suite: p.Repo, Checksum: p.Checksum,
 		})
 	}
 	lk.Sort()
@@ -185,4 +179,44 @@ func safeName(s string) bool {
 		}
 	}
 	return true
+}
+
+// fetchPackage streams the .apk at u (at most maxPackage bytes) and returns its size, its hex
+// sha256 and its control member's checksum.
+func fetchPackage(ctx context.Context, client *http.Client, u string) (int64, string, string, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, "", "", err
+	}
+	resp, err := client.Do(hreq)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, "", "", fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	h := sha256.New()
+	var n counter
+	body := io.TeeReader(io.LimitReader(resp.Body, maxPackage+1), io.MultiWriter(h, &n))
+	cs, err := unpack.ControlChecksum(body)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("%s: %w", u, err)
+	}
+	// ControlChecksum read ahead of the control member into its buffer; the tee saw those bytes.
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return 0, "", "", fmt.Errorf("GET %s: %w", u, err)
+	}
+	if n > maxPackage {
+		return 0, "", "", fmt.Errorf("GET %s: larger than %d bytes", u, int64(maxPackage))
+	}
+	return int64(n), hex.EncodeToString(h.Sum(nil)), cs, nil
+}
+
+// counter counts the bytes written to it.
+type counter int64
+
+func (c *counter) Write(p []byte) (int, error) {
+	*c += counter(len(p))
+	return len(p), nil
 }
