@@ -106,7 +106,7 @@ func (Family) Resolve(ctx context.Context, r family.Request, opts family.Resolve
 	if client == nil {
 		client = http.DefaultClient
 	}
-	return Resolve(ctx, req, Opts{Client: client})
+	return Resolve(ctx, req, Opts{Client: client, Previous: opts.Previous, AllowDowngrade: opts.AllowDowngrade})
 }
 
 // Platform implements [family.Family]: a manifest's architecture as an OCI platform.

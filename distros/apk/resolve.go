@@ -37,7 +37,15 @@ type Request struct {
 // Opts are the resolver's knobs that do not change its result.
 type Opts struct {
 	Client *http.Client
+	// Previous is the lock being replaced: an index whose newest package is older than the one
+	// the lock recorded for that repository is refused unless AllowDowngrade.
+	Previous       *lock.Lock
+	AllowDowngrade bool
 }
+
+// ErrDowngrade is wrapped by the error for an index older than the one the lock was made from
+// (a mirror that went back in time).
+var ErrDowngrade = errors.New("index is older than the lock's")
 
 // maxPackage bounds a downloaded .apk (Alpine's largest are a few hundred MB).
 const maxPackage = 2 << 30
@@ -103,11 +111,20 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 			newest = max(newest, p.BuildDate)
 		}
 		sum := sha256.Sum256(data)
-		lk.Suites = append(lk.Suites, lock.Suite{
+		suite := lock.Suite{
 			Name: repo, Archive: req.Branch,
 			Date:          time.Unix(newest, 0).UTC().Format(time.RFC3339),
 			ReleaseSHA256: hex.EncodeToString(sum[:]),
-		})
+		}
+		if prev := opts.Previous; prev != nil && !opts.AllowDowngrade {
+			for _, ps := range prev.Suites {
+				if was, err := time.Parse(time.RFC3339, ps.Date); err == nil && ps.Name == repo && ps.Archive == req.Branch && was.Unix() > newest {
+					return nil, fmt.Errorf("%s: %w: its newest package is from %s, the lock's index had one from %s (rootfsc lock --allow-downgrade accepts it)",
+						u, ErrDowngrade, suite.Date, ps.Date)
+				}
+			}
+		}
+		lk.Suites = append(lk.Suites, suite)
 		lk.SourceDateEpoch = max(lk.SourceDateEpoch, newest)
 		all = append(all, pkgs...)
 	}

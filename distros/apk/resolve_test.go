@@ -156,3 +156,27 @@ func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+func TestResolveDowngrade(t *testing.T) {
+	f := newFixture(t)
+	lk, err := Resolve(context.Background(), f.request(), Opts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lock was made from a community index with a package from a day later than the
+	// mirror's now.
+	prev := *lk
+	prev.Suites = append([]lock.Suite(nil), lk.Suites...)
+	prev.Suites[0].Date = "2023-11-15T22:20:00Z"
+	_, err = Resolve(context.Background(), f.request(), Opts{Previous: &prev})
+	want := f.url + "/v3.20/community/x86_64/APKINDEX.tar.gz: index is older than the lock's: its newest package is from 2023-11-14T22:20:00Z, the lock's index had one from 2023-11-15T22:20:00Z (rootfsc lock --allow-downgrade accepts it)"
+	if err == nil || err.Error() != want || !errors.Is(err, ErrDowngrade) {
+		t.Fatalf("Resolve() error = %v, want %q", err, want)
+	}
+	if _, err := Resolve(context.Background(), f.request(), Opts{Previous: &prev, AllowDowngrade: true}); err != nil {
+		t.Errorf("Resolve() with AllowDowngrade: %v", err)
+	}
+	if _, err := Resolve(context.Background(), f.request(), Opts{Previous: lk}); err != nil {
+		t.Errorf("Resolve() against its own lock: %v", err)
+	}
+}
