@@ -132,9 +132,14 @@ func (Family) Explain(ctx context.Context, r family.Request, lk *lock.Lock, err 
 		}
 		if r.Mirror != "" {
 			u := strings.TrimSuffix(r.Mirror, "/") + "/" + p.Filename
-			if status := probe(ctx, u); status == http.StatusNotFound || status == http.StatusGone {
+			switch status := probe(ctx, u); {
+			case status == http.StatusNotFound || status == http.StatusGone:
 				return fmt.Errorf("package %s %s: the mirror has no such file: %s (%d %s): %w",
 					p.Name, p.Version, u, status, http.StatusText(status), err)
+			case status >= 500 || status == http.StatusTooManyRequests:
+				// BuildKit hashed an error page: worth another attempt.
+				return fmt.Errorf("package %s %s: GET %s: %d %s: %w (%w)",
+					p.Name, p.Version, u, status, http.StatusText(status), family.ErrMirrorFault, err)
 			}
 		}
 		return fmt.Errorf("package %s %s (%s): the mirror's bytes do not match the lock's sha256 %s: %w",

@@ -75,10 +75,15 @@ func TestExplain(t *testing.T) {
 			w.Write([]byte("other bytes"))
 			return
 		}
+		if strings.HasSuffix(r.URL.Path, "/musl-1.2.5-r0.apk") {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
 		http.NotFound(w, r)
 	}))
 	defer srv.Close()
 	lk := lowerLock()
+	lk.Packages = append(lk.Packages, lock.Package{Name: "musl", Version: "1.2.5-r0", Filename: "v3.20/main/x86_64/musl-1.2.5-r0.apk", SHA256: strings.Repeat("c", 64)})
 	req := lowerRequest()
 	req.Mirror = srv.URL + "/alpine"
 	buildkit := func(sha string) error {
@@ -91,6 +96,7 @@ func TestExplain(t *testing.T) {
 	}{
 		{"other bytes", buildkit(lk.Packages[0].SHA256), "package busybox 1.36.1-r29 (v3.20/main/x86_64/busybox-1.36.1-r29.apk): the mirror's bytes do not match the lock's sha256 " + lk.Packages[0].SHA256 + ": failed to load cache key"},
 		{"no such file", buildkit(lk.Packages[1].SHA256), "package ip6tables 1.8.10-r3: the mirror has no such file: " + srv.URL + "/alpine/v3.20/community/x86_64/ip6tables-1.8.10-r3.apk (404 Not Found): failed to load cache key"},
+		{"mirror fault", buildkit(strings.Repeat("c", 64)), "package musl 1.2.5-r0: GET " + srv.URL + "/alpine/v3.20/main/x86_64/musl-1.2.5-r0.apk: 503 Service Unavailable: the mirror failed to serve a file (failed to load cache key"},
 		{"another error", errors.New("exit code 1"), "exit code 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +106,9 @@ func TestExplain(t *testing.T) {
 			}
 			if !errors.Is(got, tc.err) {
 				t.Errorf("Explain() does not wrap BuildKit's error")
+			}
+			if fault := errors.Is(got, family.ErrMirrorFault); fault != (tc.name == "mirror fault") {
+				t.Errorf("Explain() is a mirror fault: %v", fault)
 			}
 		})
 	}
