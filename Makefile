@@ -4,7 +4,7 @@ SHELL := /bin/bash
 BIN := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 GO ?= go
-APT_PKGS := runc mmdebstrap debian-archive-keyring xz-utils zstd ca-certificates qemu-system-x86 skopeo docker-registry cpio e2fsprogs erofs-utils cryptsetup-bin fdisk
+APT_PKGS := runc mmdebstrap debian-archive-keyring xz-utils zstd ca-certificates qemu-system-x86 skopeo docker-registry cpio busybox-static e2fsprogs erofs-utils cryptsetup-bin fdisk
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 
 .PHONY: all deps tools rootfs test test-short vet fuzz bench bench-smoke clean

@@ -48,7 +48,7 @@ func TestUserDistros(t *testing.T) {
 		{"distro: \"my-apk\"\nrelease: \"v3.20\"\n", "apk", []string{"alpine-base", "bash", "iptables", "ip6tables", "libseccomp"}, ""},
 		{"distro: \"other\"\nrelease: \"r1\"\n", "deb", []string{"less"}, ""},
 		{"distro: \"other\"\nrelease: \"r2\"\n", "", nil, `m/m.cue:2:10: release: unknown release "r2" (known: r1)`},
-		{"distro: \"gentoo\"\nrelease: \"r1\"\n", "", nil, `m/m.cue:1:1: distro: unknown distro "gentoo" (known: debian, my-apk, my-deb, other, ubuntu)`},
+		{"distro: \"gentoo\"\nrelease: \"r1\"\n", "", nil, `m/m.cue:1:1: distro: unknown distro "gentoo" (known: alpine, debian, my-apk, my-deb, other, ubuntu)`},
 	}
 	for _, tt := range tests {
 		m := write("m/m.cue", tt.manifest)

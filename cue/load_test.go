@@ -111,11 +111,13 @@ func TestLoadErrors(t *testing.T) {
 		{"testdata/typo.cue", []string{"testdata/typo.cue:3:1: pakages: field not allowed"}},
 		{"testdata/wrongtype.cue", []string{"testdata/wrongtype.cue:3:11: packages: conflicting values", "mismatched types string and list"}},
 		{"testdata/badrelease.cue", []string{`testdata/badrelease.cue:2:10: release: unknown release "buster" (known: bookworm, trixie)`}},
-		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: debian, ubuntu)`}},
+		{"testdata/baddistro.cue", []string{`testdata/baddistro.cue:1:1: distro: unknown distro "gentoo" (known: alpine, debian, ubuntu)`}},
 		{"testdata/norelease.cue", []string{"testdata/norelease.cue:", "release: field is required but not present"}},
 		{"testdata/noopa.cue", []string{"testdata/noopa.cue:", "policy.opa: field is required but not present"}},
 		{"testdata/syntax.cue", []string{"testdata/syntax.cue:2:10: loading manifest: string literal not terminated"}},
 		{"testdata/twoagents.cue", []string{"testdata/twoagents.cue:3:", "agent: exactly one of file, tarball must be set"}},
+		// Alpine has no systemd: its agent is init.
+		{"testdata/alpinesystemd.cue", []string{`testdata/alpinesystemd.cue:5:8: agent.init: conflicting values "agent" and "systemd"`}},
 	}
 	wd, err := os.Getwd()
 	if err != nil {
@@ -186,6 +188,7 @@ func TestCueVet(t *testing.T) {
 		{"testdata/noopa.cue", false},
 		{"testdata/twoagents.cue", false},
 		{"testdata/badrelease.cue", false},
+		{"testdata/alpinesystemd.cue", false},
 	} {
 		t.Run(tt.path, func(t *testing.T) {
 			_, loadErr := LoadFile(context.Background(), tt.path, Opts{})
@@ -264,8 +267,9 @@ func TestDistroNames(t *testing.T) {
 			t.Errorf("#DistroName refuses %s: %v", d.Name, err)
 		}
 	}
-	want := []distros.DistroInfo{{Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"},
-		Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}, Origin: distros.BuiltIn, Verified: "live"},
+	want := []distros.DistroInfo{{Name: "alpine", Family: "apk", Releases: []string{"3.20", "3.21"}, Origin: distros.BuiltIn, Verified: "fixtures"},
+		{Name: "debian", Family: "deb", Releases: []string{"bookworm", "trixie"},
+			Keyrings: []string{"/usr/share/keyrings/debian-archive-keyring.gpg"}, Origin: distros.BuiltIn, Verified: "live"},
 		{Name: "ubuntu", Family: "deb", Releases: []string{"jammy", "noble"},
 			Keyrings: []string{"/usr/share/keyrings/ubuntu-archive-keyring.gpg"}, Origin: distros.BuiltIn, Verified: "fixtures"}}
 	if diff := cmp.Diff(want, distros.List()); diff != "" {

@@ -14,6 +14,7 @@ import (
 	"cuelang.org/go/cue/format"
 	"cuelang.org/go/cue/parser"
 
+	"github.com/rootfsc/rootfsc/distros/apk"
 	"github.com/rootfsc/rootfsc/distros/deb"
 	"github.com/rootfsc/rootfsc/distros/family"
 )
@@ -93,8 +94,10 @@ func Family(name string) (family.Family, error) {
 	switch name {
 	case "deb":
 		return deb.Family{}, nil
+	case "apk":
+		return apk.Family{}, nil
 	}
-	return nil, fmt.Errorf("package family %q is not implemented (known: deb)", name)
+	return nil, fmt.Errorf("package family %q is not implemented (known: apk, deb)", name)
 }
 
 // Published is the text of schema/distros.cue: every definition in [FS] under

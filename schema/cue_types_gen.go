@@ -186,4 +186,8 @@ type Release struct {
 	// tools are the packages of the tools rootfs disk images are made with (mke2fs, mkfs.erofs,
 	// veritysetup): locked with the release's packages, extracted, never installed.
 	Tools []string `json:"tools,omitempty"`
+
+	// keys are the PEM public keys that sign the indexes, by the name the signature gives
+	// (the apk family, which has no keyring file).
+	Keys map[string]string `json:"keys,omitempty"`
 }

@@ -61,6 +61,9 @@ type Package struct {
 	// Essential is true for Essential: yes packages and what they (pre-)depend on,
 	// which are extracted in stage 1.
 	Essential bool `json:"essential"`
+	// Checksum is the apk family's index checksum (C:, "Q1" and the base64 SHA-1 of the
+	// package's control member), which the signed index vouches for and the helper checks.
+	Checksum string `json:"checksum,omitempty"`
 }
 
 // Kernel is the pinned kernel package that provides the guest's modules. The embedded [Package]

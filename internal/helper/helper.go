@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 
+	apkunpack "github.com/rootfsc/rootfsc/distros/apk/unpack"
 	"github.com/rootfsc/rootfsc/distros/deb/unpack"
 	"github.com/rootfsc/rootfsc/internal/disk"
 	"github.com/rootfsc/rootfsc/internal/kmod"
@@ -33,10 +34,12 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		// The deb family's stage 1 and the kernel package's modules.
-		"extract":    {"extract --root DIR [--usrmerge] [--only PREFIX]... DEB...", extract},
-		"strip-acls": {"strip-acls --root DIR", stripACLs},
-		"modules":    {"modules --tree DIR --include PATTERN...", modules},
-		"check":      {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
+		"extract": {"extract --root DIR [--usrmerge] [--only PREFIX]... DEB...", extract},
+		// The apk family's base.
+		"extract-apk": {"extract-apk --root DIR [--world NAME]... [--scripts] [--agent-init] APK=CHECKSUM...", extractAPK},
+		"strip-acls":  {"strip-acls --root DIR", stripACLs},
+		"modules":     {"modules --tree DIR --include PATTERN...", modules},
+		"check":       {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
 		// Disk images, run in the tools rootfs.
 		"disk": {"disk --rootfs DIR --out DIR --fs ext4|erofs [--verity] [--dax] [--free MIB] [--align MIB] --seed HEX --epoch N", makeDisk},
 	}
@@ -50,7 +53,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintln(stderr, "rootfsc-helper runs inside rootfsc's build steps; usage:")
-	for _, name := range []string{"extract", "strip-acls", "modules", "check", "disk"} {
+	for _, name := range []string{"extract", "extract-apk", "strip-acls", "modules", "check", "disk"} {
 		fmt.Fprintf(stderr, "  rootfsc-helper %s\n", commands[name].usage)
 	}
 	return 2
@@ -85,6 +88,44 @@ func extract(ctx context.Context, args []string, _, stderr io.Writer) int {
 	}
 	if err := unpack.Bootstrap(ctx, *root, fs.Args(), unpack.BootstrapOpts{UsrMerge: *usrmerge, Only: only}); err != nil {
 		return fail(stderr, "extract", err)
+	}
+	return 0
+}
+
+// extractAPK is [apkunpack.Install] with flags: each APK=CHECKSUM is a package and the control
+// checksum the lock has for it.
+func extractAPK(ctx context.Context, args []string, _, stderr io.Writer) int {
+	fs := flags("extract-apk")
+	root := fs.String("root", "", "the root to extract into")
+	var world multi
+	fs.Var(&world, "world", "a package of /etc/apk/world (repeatable)")
+	agentInit := fs.Bool("agent-init", false, "make /sbin/init the link to /usr/sbin/init, where the agent goes")
+	scripts := fs.Bool("scripts", false, "run the packages' install scripts in the root (chroot)")
+	if err := fs.Parse(args); err != nil || *root == "" || fs.NArg() == 0 {
+		return usage(stderr, "extract-apk")
+	}
+	var items []apkunpack.Item
+	for _, a := range fs.Args() {
+		p, sum, ok := strings.Cut(a, "=")
+		if !ok || p == "" || sum == "" {
+			return usage(stderr, "extract-apk")
+		}
+		items = append(items, apkunpack.Item{Path: p, Checksum: sum})
+	}
+	pkgs, err := apkunpack.Install(ctx, *root, items, world)
+	if err != nil {
+		return fail(stderr, "extract-apk", err)
+	}
+	if *scripts {
+		if err := apkunpack.RunScripts(ctx, *root, pkgs); err != nil {
+			return fail(stderr, "extract-apk", err)
+		}
+	}
+	// After the scripts: busybox's makes /sbin/init its own applet.
+	if *agentInit {
+		if err := apkunpack.LinkInit(*root); err != nil {
+			return fail(stderr, "extract-apk", err)
+		}
 	}
 	return 0
 }
