@@ -230,6 +230,23 @@ func TestFrontendDoors(t *testing.T) {
 		}
 	})
 
+	// The disk image through buildctl: target=disk makes the folder with the image and its
+	// verity parameters the result, byte for byte what rootfsc build writes.
+	t.Run("disk", func(t *testing.T) {
+		out := t.TempDir()
+		args := gatewayArgs(dir, mirror, "")
+		args = append(args[:len(args)-2], "--output", "type=local,dest="+out, "--opt", "target=disk", "--opt", "disk=fs=ext4,verity=true")
+		buildctl(t, h.bin, addr, true, append([]string{"build", "--progress=plain", "--opt", "source=" + image}, args...)...)
+		img := filepath.Join(t.TempDir(), "kata.img")
+		h.run(dir, true, "build", "--addr", addr, "--locked", "--progress=plain", "-o", "type=disk,dest="+img+",verity=true", "rootfs.cue")
+		if a, b := fileSum(t, filepath.Join(out, "image")), fileSum(t, img); a != b {
+			t.Errorf("the frontend's disk image %s differs from rootfsc build's %s", a, b)
+		}
+		if a, b := readFile(t, filepath.Join(out, "verity-params")), readFile(t, img+".verity-params"); a != b || !strings.HasPrefix(a, "root_hash=") {
+			t.Errorf("verity parameters: frontend %q, rootfsc build %q", a, b)
+		}
+	})
+
 	t.Run("oci layout", func(t *testing.T) {
 		tmp := t.TempDir()
 		archive := filepath.Join(tmp, "frontend.oci.tar")
