@@ -37,6 +37,9 @@ type BootRequest struct {
 	Image string
 	// Kernel is the kernel to boot; "" takes the lock's kernel package's image.
 	Kernel string
+	// NVDIMM attaches a disk image as Kata does with DAX: a read-only NVDIMM backed by the file,
+	// the root /dev/pmem0p1 (mounted with -o dax unless verity is on: dm-verity has no DAX).
+	NVDIMM bool
 	// Modules is the modules tree (lib/modules/RELEASE) of Kernel when it is modular: the boot
 	// shim in front of a disk image loads the block, file system and device-mapper modules
 	// from it. With the lock's kernel it is that package's; "" with --kernel: none (a Kata
@@ -68,7 +71,7 @@ const KataCmdline = "systemd.unit=kata-containers.target"
 
 // ShimModules are the modules the boot shim loads from a modular kernel for a disk image:
 // virtio-blk, the image's file systems, dm-verity and the NVDIMM stack.
-var ShimModules = []string{"virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "erofs", "dm_verity"}
+var ShimModules = []string{"virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "erofs", "dm_verity", "nfit", "nd_pmem"}
 
 // Boot builds the manifest of req.Build as an initrd or a disk image (or takes req.Image) and
 // boots it.
@@ -133,12 +136,12 @@ func Boot(ctx context.Context, req BootRequest) (*BootResult, error) {
 	if kind == "initrd" {
 		opts.Initrd = image
 	} else {
-		line, err := diskCmdline(image, fsType)
+		line, err := diskCmdline(image, fsType, req.NVDIMM)
 		if err != nil {
 			return res, err
 		}
 		cmdline = line + " " + cmdline
-		opts.Disk = image
+		opts.Disk, opts.NVDIMM = image, req.NVDIMM
 		if modules != "" {
 			shim := image + ".shim"
 			if err := writeShim(shim, modules); err != nil {
@@ -203,7 +206,7 @@ func isDiskImage(p string) bool {
 // the data partition read-only, or with verity parameters beside the image the dm-verity device
 // over both partitions built by dm-mod.create= from them. fsType "" reads the file system from
 // the partition.
-func diskCmdline(image, fsType string) (string, error) {
+func diskCmdline(image, fsType string, nvdimm bool) (string, error) {
 	if fsType == "" {
 		var err error
 		if fsType, err = partitionFS(image); err != nil {
@@ -211,9 +214,16 @@ func diskCmdline(image, fsType string) (string, error) {
 		}
 	}
 	line := "rootfstype=" + fsType + " ro"
+	dev := "/dev/vda"
+	if nvdimm {
+		dev = "/dev/pmem0p"
+	}
 	b, err := os.ReadFile(image + "." + disk.VerityFile)
 	if errors.Is(err, os.ErrNotExist) {
-		return "root=/dev/vda1 " + line, nil
+		if nvdimm {
+			line += " rootflags=dax"
+		}
+		return "root=" + dev + "1 " + line, nil
 	}
 	if err != nil {
 		return "", err
@@ -222,7 +232,7 @@ func diskCmdline(image, fsType string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s.%s: %w", image, disk.VerityFile, err)
 	}
-	return fmt.Sprintf("root=/dev/dm-0 dm-mod.create=%q %s", v.DMTable("/dev/vda1", "/dev/vda2"), line), nil
+	return fmt.Sprintf("root=/dev/dm-0 dm-mod.create=%q %s", v.DMTable(dev+"1", dev+"2"), line), nil
 }
 
 // partitionFS reads the file system of the first partition: ext4's magic or erofs's.

@@ -254,6 +254,7 @@ func runBoot(e *env, args []string) error {
 	ef.add(fs, "")
 	image := fs.String("image", "initrd", "what to boot of the manifest: initrd, or disk (the manifest's first disk output, else ext4 with dm-verity and the DAX header) attached as virtio-blk")
 	kernel := fs.String("kernel", "", "the kernel to boot (default: the image of the lock's kernel package)")
+	attach := fs.String("attach", "virtio-blk", "how a disk image is attached: virtio-blk, or nvdimm (read-only, with DAX through the image's header, as Kata on x86)")
 	modules := fs.String("modules", "", "the modules tree (lib/modules/RELEASE) of a modular --kernel, loaded by a boot shim in front of a disk image (default with the lock's kernel: its package's)")
 	appendArgs := fs.String("append", "", "more kernel command line (after Kata's systemd.unit=kata-containers.target for a systemd guest)")
 	expect := fs.String("expect", "", "succeed, and stop the VM, once a console line matches this regular expression")
@@ -268,7 +269,10 @@ func runBoot(e *env, args []string) error {
 	if *image != "initrd" && *image != "disk" {
 		return usageError{fmt.Sprintf("--image %s: want initrd or disk", *image)}
 	}
-	req := build.BootRequest{Kind: *image, Kernel: *kernel, Modules: *modules, Append: *appendArgs, Timeout: *timeout, Console: e.stdout,
+	if *attach != "virtio-blk" && *attach != "nvdimm" {
+		return usageError{fmt.Sprintf("--attach %s: want virtio-blk or nvdimm", *attach)}
+	}
+	req := build.BootRequest{Kind: *image, NVDIMM: *attach == "nvdimm", Kernel: *kernel, Modules: *modules, Append: *appendArgs, Timeout: *timeout, Console: e.stdout,
 		KernelCache: filepath.Join(cacheDir(), "kernels")}
 	if *expect != "" {
 		if req.Expect, err = regexp.Compile(*expect); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -27,8 +28,10 @@ type BootOpts struct {
 	// Kernel and Initrd are the files qemu boots (-kernel, -initrd).
 	Kernel, Initrd string
 	// Disk is a raw disk image attached read-only as virtio-blk (/dev/vda), as Kata's runtime
-	// attaches a guest image.
-	Disk string
+	// attaches a guest image; with NVDIMM, as a read-only NVDIMM backed by the file (/dev/pmem0,
+	// through the image's pfn block: DAX), as Kata's runtime does with image= on x86.
+	Disk   string
+	NVDIMM bool
 	// Append is added to [BaseCmdline].
 	Append string
 	// Accel is the accelerator; the zero value runs [Detect] with this kernel first.
@@ -80,12 +83,24 @@ func Boot(ctx context.Context, o BootOpts) (*BootResult, error) {
 	res := &BootResult{Accel: o.Accel}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
-	args := append([]string{"-machine", "q35", "-cpu", o.CPU, "-m", strconv.Itoa(o.Memory), "-smp", strconv.Itoa(o.SMP)}, o.Accel.Args()...)
+	machine, mem := "q35", strconv.Itoa(o.Memory)
+	if o.NVDIMM {
+		machine, mem = "q35,nvdimm=on", fmt.Sprintf("%d,slots=2,maxmem=%dM", o.Memory, o.Memory+64*1024)
+	}
+	args := append([]string{"-machine", machine, "-cpu", o.CPU, "-m", mem, "-smp", strconv.Itoa(o.SMP)}, o.Accel.Args()...)
 	args = append(args, "-nographic", "-nodefaults", "-no-reboot", "-serial", "stdio", "-kernel", o.Kernel)
 	if o.Initrd != "" {
 		args = append(args, "-initrd", o.Initrd)
 	}
-	if o.Disk != "" {
+	switch {
+	case o.Disk != "" && o.NVDIMM:
+		fi, err := os.Stat(o.Disk)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "-object", fmt.Sprintf("memory-backend-file,id=mem0,mem-path=%s,size=%d,readonly=on,share=off", qemuPath(o.Disk), fi.Size()),
+			"-device", "nvdimm,id=nv0,memdev=mem0,unarmed=on")
+	case o.Disk != "":
 		args = append(args, "-drive", "file="+qemuPath(o.Disk)+",format=raw,if=none,id=rootfs,readonly=on",
 			"-device", "virtio-blk-pci,drive=rootfs")
 	}
