@@ -119,3 +119,32 @@ func TestDistroNew(t *testing.T) {
 		}
 	}
 }
+
+// TestAPKTemplateIsAlpine: as scaffolded, an apk distro is Alpine 3.20 as rootfsc builds it in
+// (branch, repositories, default packages, keys), so that a user changes only what differs and
+// TestBuildAlpine's scaffolded distro stands for the built-in one.
+func TestAPKTemplateIsAlpine(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := distros.New(dir, "my-alpine", "apk"); err != nil {
+		t.Fatal(err)
+	}
+	load := func(distro string) *Result {
+		t.Helper()
+		m := filepath.Join(dir, distro+".cue")
+		if err := os.WriteFile(m, []byte("distro: \""+distro+"\"\nrelease: \"3.20\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := LoadFile(context.Background(), m, Opts{})
+		if err != nil {
+			t.Fatal(FormatError(err, dir))
+		}
+		return res
+	}
+	builtIn, scaffolded := load("alpine"), load("my-alpine")
+	if diff := cmp.Diff(builtIn.Release, scaffolded.Release); diff != "" {
+		t.Errorf("the apk template's release 3.20 differs from Alpine's (-alpine +template):\n%s", diff)
+	}
+	if scaffolded.Family != "apk" {
+		t.Errorf("family = %q, want apk", scaffolded.Family)
+	}
+}

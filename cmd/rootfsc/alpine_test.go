@@ -6,17 +6,16 @@ package main
 // deps` installs) repackaged as an .apk; the other packages of osbuilder's Alpine set stand in
 // with small files and Alpine's dependency shapes (so:, cmd: provides, a provider_priority).
 //
-// The fixture is signed with a key of the test's own, which Alpine's definition does not hold:
-// `rootfsc lock` refuses it (TestAlpineUnknownKey), and one that takes the name of Alpine's key
-// fails `rootfsc build` with a bad signature (TestAlpineBadSignature). The build's lock is
-// therefore resolved in process by the apk family with the test key added to the definition's
-// keys, and carries the input digest of the definition as shipped, so that `rootfsc build
-// --locked` uses it as CI would; everything after the lock (the downloads by sha256, the helper's extraction with apk's
-// database, the Kata layers, the check) is the code path of a live Alpine mirror.
+// The fixture is signed with a key of the test's own, which Alpine's built-in definition does not
+// hold: `rootfsc lock` refuses it (TestAlpineUnknownKey), and one that takes the name of Alpine's
+// key fails `rootfsc build` with a bad signature (TestAlpineBadSignature). TestBuildAlpine builds
+// as a user whose repository has a key of its own does: a distro scaffolded with `rootfsc distro
+// new --family apk` (Alpine 3.20 as built in, TestAPKTemplateIsAlpine in package cue) beside the
+// manifest, with the fixture's key added, then `rootfsc lock` and `rootfsc build --locked`. From
+// the index on, everything is the code path of a live Alpine mirror.
 
 import (
-	"context"
-	"maps"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,10 +30,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	rcue "github.com/rootfsc/rootfsc/cue"
-	"github.com/rootfsc/rootfsc/distros/apk"
 	"github.com/rootfsc/rootfsc/distros/apk/apktest"
-	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
 
@@ -126,42 +122,30 @@ func newAlpineMirror(t *testing.T, keyName string) *alpineMirror {
 	return m
 }
 
-// alpineDir writes the manifest and the agent, and the lock resolved from the fixture mirror
-// (see the file's comment).
+// alpineDir makes the folder of an Alpine build from the fixture mirror the way a user makes a
+// distro of their own: `rootfsc distro new myalpine --family apk` scaffolds Alpine 3.20 beside the
+// manifest, the test adds the fixture repository's key to its keys, and `rootfsc lock` resolves
+// the manifest with the released binary.
 func alpineDir(t *testing.T, h *harness, m *alpineMirror) (string, *lock.Lock) {
 	t.Helper()
-	dir := writeManifest(t, `distro:  "alpine"
+	dir := t.TempDir()
+	h.run(dir, true, "distro", "new", "myalpine", "--family", "apk")
+	def := filepath.Join(dir, "distros", "myalpine", "distro.cue")
+	writeFile(t, def, readFile(t, def)+fmt.Sprintf("\n// The fixture repository's key.\nreleases: [string]: keys: %q: %q\n", m.key.Name, m.key.PublicPEM()))
+	writeFile(t, filepath.Join(dir, "m.cue"), `distro:  "myalpine"
 release: "3.20"
 mirror:  "`+m.url+`"
 agent: file: "kata-agent"
 `)
-	agent, err := os.ReadFile(filepath.Join(h.bin, "kata-agent-standin"))
+	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
+
+	listed := h.stdout(dir, "distros")
+	if want := "myalpine\tapk\t3.20\t" + def + "\tfixtures"; !slices.Contains(strings.Split(strings.TrimSpace(listed), "\n"), want) {
+		t.Errorf("rootfsc distros =\n%s\nwant the line %q", listed, want)
+	}
+	h.run(dir, true, "lock", "m.cue")
+	lk, err := lock.Read(filepath.Join(dir, "m.cue.lock.json"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "kata-agent"), agent, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	res, err := rcue.LoadFile(context.Background(), filepath.Join(dir, "m.cue"), rcue.Opts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Manifest.Agent.Init != "agent" {
-		t.Fatalf("agent.init = %q, want the schema's agent for Alpine", res.Manifest.Agent.Init)
-	}
-	req := family.Request{Distro: "alpine", Release: "3.20", Arch: res.Manifest.Arch, Def: res.Release,
-		Packages: res.Release.DefaultPackages, Mirror: m.url}
-	withKey := *res.Release
-	withKey.Keys = maps.Clone(res.Release.Keys)
-	withKey.Keys[m.key.Name] = m.key.PublicPEM()
-	testReq := req
-	testReq.Def = &withKey
-	lk, err := apk.Family{}.Resolve(context.Background(), testReq, family.ResolveOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lk.InputDigest = apk.Family{}.InputDigest(req)
-	if err := lk.Write(filepath.Join(dir, "m.cue.lock.json")); err != nil {
 		t.Fatal(err)
 	}
 	return dir, lk
@@ -199,7 +183,7 @@ func TestBuildAlpine(t *testing.T) {
 
 	out := h.run(dir, true, "build", "--locked", "--progress=plain", "-o", "type=dir,dest=rootfs", "m.cue")
 	// The base (the helper's extraction, in buildkitd) and the Kata check inside the build.
-	for _, want := range []string{"base alpine 3.20", "rootfs check: ok"} {
+	for _, want := range []string{"base myalpine 3.20", "rootfs check: ok"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the build's progress has no %q:\n%s", want, tail([]byte(out)))
 		}
@@ -242,7 +226,7 @@ func TestBuildAlpine(t *testing.T) {
 		if want := m.url + "/v3.20/main\n" + m.url + "/v3.20/community\n"; string(repos) != want {
 			t.Errorf("etc/apk/repositories = %q, want %q", repos, want)
 		}
-		for _, k := range []string{"alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub", "alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub"} {
+		for _, k := range []string{"alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub", "alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub", m.key.Name} {
 			if b, err := os.ReadFile(filepath.Join(root, "etc/apk/keys", k)); err != nil || !strings.HasPrefix(string(b), "-----BEGIN PUBLIC KEY-----\n") {
 				t.Errorf("etc/apk/keys/%s: %v", k, err)
 			}
