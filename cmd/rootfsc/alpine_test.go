@@ -94,6 +94,13 @@ func newAlpineMirror(t *testing.T, keyName string) *alpineMirror {
 	add(&main, apktest.Package{Name: "bash", Version: "5.2.26-r0", Description: "fixture: bash's place",
 		Depends: []string{"/bin/sh", "so:libc.musl-x86_64.so.1"}, Provides: []string{"cmd:bash=5.2.26-r0"},
 		Files: []apktest.File{dir("usr"), dir("usr/share"), dir("usr/share/bash"), {Path: "usr/share/bash/fixture", Data: []byte("bash\n")}}})
+	m.pkgs["bash-5.2.26-r0"] = m.pkgs["bash"]
+	// An older bash, which only a pin chooses (TestAlpinePackages); m.pkgs has it by name and
+	// version.
+	add(&main, apktest.Package{Name: "bash", Version: "5.2.21-r0", Description: "fixture: an older bash",
+		Depends: []string{"/bin/sh", "so:libc.musl-x86_64.so.1"}, Provides: []string{"cmd:bash=5.2.21-r0"},
+		Files: []apktest.File{dir("usr"), dir("usr/share"), dir("usr/share/bash"), {Path: "usr/share/bash/fixture", Data: []byte("old bash\n")}}})
+	m.pkgs["bash-5.2.21-r0"], m.pkgs["bash"] = m.pkgs["bash"], m.pkgs["bash-5.2.26-r0"]
 	add(&main, apktest.Package{Name: "libseccomp", Version: "2.5.5-r1", Description: "fixture: libseccomp's place",
 		Provides: []string{"so:libseccomp.so.2=2.5.5"},
 		Files:    []apktest.File{dir("usr"), dir("usr/lib"), {Path: "usr/lib/libseccomp.so.2.5.5", Mode: 0o755, Data: []byte("fixture\n")}, {Path: "usr/lib/libseccomp.so.2", Link: "libseccomp.so.2.5.5"}}})
@@ -122,23 +129,31 @@ func newAlpineMirror(t *testing.T, keyName string) *alpineMirror {
 	return m
 }
 
-// alpineDir makes the folder of an Alpine build from the fixture mirror the way a user makes a
-// distro of their own: `rootfsc distro new myalpine --family apk` scaffolds Alpine 3.20 beside the
-// manifest, the test adds the fixture repository's key to its keys, and `rootfsc lock` resolves
-// the manifest with the released binary.
-func alpineDir(t *testing.T, h *harness, m *alpineMirror) (string, *lock.Lock) {
+// alpineDistro makes the folder of an Alpine build from the fixture mirror the way a user makes
+// a distro of their own: `rootfsc distro new myalpine --family apk` scaffolds Alpine 3.20 beside
+// the manifest, and the test adds the fixture repository's key to its keys. It returns the folder
+// and the definition's path.
+func alpineDistro(t *testing.T, h *harness, m *alpineMirror) (string, string) {
 	t.Helper()
 	dir := t.TempDir()
 	h.run(dir, true, "distro", "new", "myalpine", "--family", "apk")
 	def := filepath.Join(dir, "distros", "myalpine", "distro.cue")
 	writeFile(t, def, readFile(t, def)+fmt.Sprintf("\n// The fixture repository's key.\nreleases: [string]: keys: %q: %q\n", m.key.Name, m.key.PublicPEM()))
-	writeFile(t, filepath.Join(dir, "m.cue"), `distro:  "myalpine"
-release: "3.20"
-mirror:  "`+m.url+`"
-agent: file: "kata-agent"
-`)
 	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
+	return dir, def
+}
 
+// alpineManifest is a manifest of the scaffolded distro from the fixture mirror, with rest added.
+func alpineManifest(m *alpineMirror, rest string) string {
+	return "distro:  \"myalpine\"\nrelease: \"3.20\"\nmirror:  \"" + m.url + "\"\n" + rest
+}
+
+// alpineDir is [alpineDistro] with a manifest that adds the agent, locked by `rootfsc lock` with
+// the released binary.
+func alpineDir(t *testing.T, h *harness, m *alpineMirror) (string, *lock.Lock) {
+	t.Helper()
+	dir, def := alpineDistro(t, h, m)
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "agent: file: \"kata-agent\"\n"))
 	listed := h.stdout(dir, "distros")
 	if want := "myalpine\tapk\t3.20\t" + def + "\tfixtures"; !slices.Contains(strings.Split(strings.TrimSpace(listed), "\n"), want) {
 		t.Errorf("rootfsc distros =\n%s\nwant the line %q", listed, want)
@@ -149,6 +164,60 @@ agent: file: "kata-agent"
 		t.Fatal(err)
 	}
 	return dir, lk
+}
+
+// TestAlpinePackages: with the apk family as with the deb family, an unknown package is named at
+// its place in the manifest with the closest name the index has, a pin (apk's name=version) locks
+// that version, another pin makes the lock stale saying why, and an impossible one names the
+// versions the index has.
+func TestAlpinePackages(t *testing.T) {
+	h := newHarness(t)
+	m := newAlpineMirror(t, "rootfsc-test-fixture.rsa.pub")
+	dir, _ := alpineDistro(t, h, m)
+	noLock := func() {
+		t.Helper()
+		if _, err := os.Stat(filepath.Join(dir, "m.cue.lock.json")); !os.IsNotExist(err) {
+			t.Errorf("a lock was written: %v", err)
+		}
+	}
+
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "packages: [\"bash\",\n\t\"bussybox\"]\n"))
+	out := h.run(dir, false, "lock", "m.cue")
+	if want := "rootfsc lock: m.cue:5:2: packages[1]: unknown package \"bussybox\" in 3.20 (did you mean \"busybox\"?)\n"; out != want {
+		t.Errorf("rootfsc lock with a misspelt package:\n%s\nwant %q", out, want)
+	}
+	out = h.run(dir, false, "build", "m.cue")
+	if want := "rootfsc build: m.cue:5:2: packages[1]: unknown package \"bussybox\" in 3.20 (did you mean \"busybox\"?)\n"; out != want {
+		t.Errorf("rootfsc build with a misspelt package:\n%s\nwant %q", out, want)
+	}
+	noLock()
+
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "packages: [\"bash=5.2.26-r0\", \"iptables=1.8.9-r0\"]\n"))
+	out = h.run(dir, false, "lock", "m.cue")
+	if want := "rootfsc lock: m.cue:4:30: packages[1]: iptables=1.8.9-r0: package \"iptables\" has no version \"1.8.9-r0\" in 3.20 (the index has 1.8.10-r3)\n"; out != want {
+		t.Errorf("rootfsc lock with an impossible pin:\n%s\nwant %q", out, want)
+	}
+	noLock()
+
+	// The fixture has an older bash beside the newest.
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "packages: [\"bash=5.2.21-r0\"]\n"))
+	h.run(dir, true, "lock", "m.cue")
+	lk, err := lock.Read(filepath.Join(dir, "m.cue.lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(lk.Packages, func(p lock.Package) bool { return p.Name == "bash" })
+	if i < 0 || lk.Packages[i].Version != "5.2.21-r0" || lk.Packages[i].SHA256 != m.pkgs["bash-5.2.21-r0"].SHA256() {
+		t.Fatalf("locked packages %+v, want bash 5.2.21-r0 with the fixture's sha256", lk.Packages)
+	}
+	if out := h.stdout(dir, "vet", "m.cue"); !strings.Contains(out, "lock is current") {
+		t.Errorf("rootfsc vet after locking the pin:\n%s", out)
+	}
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "packages: [\"bash=5.2.26-r0\"]\n"))
+	out = h.run(dir, false, "vet", "m.cue")
+	if !strings.Contains(out, "bash is pinned to 5.2.26-r0, the lock holds 5.2.21-r0") {
+		t.Errorf("rootfsc vet with another pin:\n%s\nwant the lock stale for the pin", out)
+	}
 }
 
 func TestBuildAlpine(t *testing.T) {
