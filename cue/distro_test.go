@@ -45,7 +45,7 @@ func TestUserDistros(t *testing.T) {
 		wantErr  string
 	}{
 		{"distro: \"my-deb\"\nrelease: \"bookworm\"\n", "deb", []string{"systemd", "init", "iptables", "chrony", "kmod", "dbus", "libseccomp2"}, ""},
-		{"distro: \"my-apk\"\nrelease: \"v3.20\"\n", "apk", []string{"alpine-base", "bash", "iptables", "ip6tables", "libseccomp"}, ""},
+		{"distro: \"my-apk\"\nrelease: \"3.20\"\n", "apk", []string{"alpine-base", "bash", "iptables", "ip6tables", "libseccomp"}, ""},
 		{"distro: \"other\"\nrelease: \"r1\"\n", "deb", []string{"less"}, ""},
 		{"distro: \"other\"\nrelease: \"r2\"\n", "", nil, `m/m.cue:2:10: release: unknown release "r2" (known: r1)`},
 		{"distro: \"gentoo\"\nrelease: \"r1\"\n", "", nil, `m/m.cue:1:1: distro: unknown distro "gentoo" (known: alpine, debian, my-apk, my-deb, other, ubuntu)`},
@@ -66,6 +66,18 @@ func TestUserDistros(t *testing.T) {
 		if diff := cmp.Diff([]any{tt.family, tt.defaults}, []any{res.Family, res.Release.DefaultPackages}); diff != "" {
 			t.Errorf("Load(%q) family and default packages mismatch (-want +got):\n%s", tt.manifest, diff)
 		}
+	}
+
+	// Every apk distro, not only Alpine, has the agent as init: a scaffolded one too.
+	write("m/m.cue", "distro: \"my-apk\"\nrelease: \"3.20\"\nagent: file: \"kata-agent\"\n")
+	if res, err := LoadFile(context.Background(), filepath.Join(dir, "m/m.cue"), Opts{DistroPath: path}); err != nil {
+		t.Errorf("Load(my-apk with an agent): %s", FormatError(err, dir))
+	} else if res.Manifest.Agent == nil || res.Manifest.Agent.Init != "agent" {
+		t.Errorf("Load(my-apk with an agent): agent = %+v, want init \"agent\"", res.Manifest.Agent)
+	}
+	write("m/m.cue", "distro: \"my-apk\"\nrelease: \"3.20\"\nagent: {file: \"kata-agent\", init: \"systemd\"}\n")
+	if _, err := LoadFile(context.Background(), filepath.Join(dir, "m/m.cue"), Opts{DistroPath: path}); !strings.Contains(FormatError(err, dir), `m/m.cue:3:35: agent.init: conflicting values "agent" and "systemd"`) {
+		t.Errorf("Load(my-apk with systemd as init) error = %q, want the conflict at init", FormatError(err, dir))
 	}
 
 	// A definition that breaks #Distro, or names another distro than its folder, is an error at
@@ -105,5 +117,34 @@ func TestDistroNew(t *testing.T) {
 		if _, err := distros.New(dir, tt.name, tt.family); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%s, %s) error = %v, want %q", tt.name, tt.family, err, tt.want)
 		}
+	}
+}
+
+// TestAPKTemplateIsAlpine: as scaffolded, an apk distro is Alpine 3.20 as rootfsc builds it in
+// (branch, repositories, default packages, keys), so that a user changes only what differs and
+// TestBuildAlpine's scaffolded distro stands for the built-in one.
+func TestAPKTemplateIsAlpine(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := distros.New(dir, "my-alpine", "apk"); err != nil {
+		t.Fatal(err)
+	}
+	load := func(distro string) *Result {
+		t.Helper()
+		m := filepath.Join(dir, distro+".cue")
+		if err := os.WriteFile(m, []byte("distro: \""+distro+"\"\nrelease: \"3.20\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, err := LoadFile(context.Background(), m, Opts{})
+		if err != nil {
+			t.Fatal(FormatError(err, dir))
+		}
+		return res
+	}
+	builtIn, scaffolded := load("alpine"), load("my-alpine")
+	if diff := cmp.Diff(builtIn.Release, scaffolded.Release); diff != "" {
+		t.Errorf("the apk template's release 3.20 differs from Alpine's (-alpine +template):\n%s", diff)
+	}
+	if scaffolded.Family != "apk" {
+		t.Errorf("family = %q, want apk", scaffolded.Family)
 	}
 }

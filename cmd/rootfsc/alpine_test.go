@@ -6,17 +6,16 @@ package main
 // deps` installs) repackaged as an .apk; the other packages of osbuilder's Alpine set stand in
 // with small files and Alpine's dependency shapes (so:, cmd: provides, a provider_priority).
 //
-// The fixture is signed with a key of the test's own, which Alpine's definition does not hold:
-// `rootfsc lock` refuses it (TestAlpineUnknownKey), and one that takes the name of Alpine's key
-// fails `rootfsc build` with a bad signature (TestAlpineBadSignature). The build's lock is
-// therefore resolved in process by the apk family with the test key added to the definition's
-// keys, and carries the input digest of the definition as shipped, so that `rootfsc build
-// --locked` uses it as CI would; everything after the lock (the downloads by sha256, the helper's extraction with apk's
-// database, the Kata layers, the check) is the code path of a live Alpine mirror.
+// The fixture is signed with a key of the test's own, which Alpine's built-in definition does not
+// hold: `rootfsc lock` refuses it (TestAlpineUnknownKey), and one that takes the name of Alpine's
+// key fails `rootfsc build` with a bad signature (TestAlpineBadSignature). TestBuildAlpine builds
+// as a user whose repository has a key of its own does: a distro scaffolded with `rootfsc distro
+// new --family apk` (Alpine 3.20 as built in, TestAPKTemplateIsAlpine in package cue) beside the
+// manifest, with the fixture's key added, then `rootfsc lock` and `rootfsc build --locked`. From
+// the index on, everything is the code path of a live Alpine mirror.
 
 import (
-	"context"
-	"maps"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,10 +30,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	rcue "github.com/rootfsc/rootfsc/cue"
-	"github.com/rootfsc/rootfsc/distros/apk"
 	"github.com/rootfsc/rootfsc/distros/apk/apktest"
-	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
 
@@ -98,6 +94,13 @@ func newAlpineMirror(t *testing.T, keyName string) *alpineMirror {
 	add(&main, apktest.Package{Name: "bash", Version: "5.2.26-r0", Description: "fixture: bash's place",
 		Depends: []string{"/bin/sh", "so:libc.musl-x86_64.so.1"}, Provides: []string{"cmd:bash=5.2.26-r0"},
 		Files: []apktest.File{dir("usr"), dir("usr/share"), dir("usr/share/bash"), {Path: "usr/share/bash/fixture", Data: []byte("bash\n")}}})
+	m.pkgs["bash-5.2.26-r0"] = m.pkgs["bash"]
+	// An older bash, which only a pin chooses (TestAlpinePackages); m.pkgs has it by name and
+	// version.
+	add(&main, apktest.Package{Name: "bash", Version: "5.2.21-r0", Description: "fixture: an older bash",
+		Depends: []string{"/bin/sh", "so:libc.musl-x86_64.so.1"}, Provides: []string{"cmd:bash=5.2.21-r0"},
+		Files: []apktest.File{dir("usr"), dir("usr/share"), dir("usr/share/bash"), {Path: "usr/share/bash/fixture", Data: []byte("old bash\n")}}})
+	m.pkgs["bash-5.2.21-r0"], m.pkgs["bash"] = m.pkgs["bash"], m.pkgs["bash-5.2.26-r0"]
 	add(&main, apktest.Package{Name: "libseccomp", Version: "2.5.5-r1", Description: "fixture: libseccomp's place",
 		Provides: []string{"so:libseccomp.so.2=2.5.5"},
 		Files:    []apktest.File{dir("usr"), dir("usr/lib"), {Path: "usr/lib/libseccomp.so.2.5.5", Mode: 0o755, Data: []byte("fixture\n")}, {Path: "usr/lib/libseccomp.so.2", Link: "libseccomp.so.2.5.5"}}})
@@ -126,45 +129,95 @@ func newAlpineMirror(t *testing.T, keyName string) *alpineMirror {
 	return m
 }
 
-// alpineDir writes the manifest and the agent, and the lock resolved from the fixture mirror
-// (see the file's comment).
+// alpineDistro makes the folder of an Alpine build from the fixture mirror the way a user makes
+// a distro of their own: `rootfsc distro new myalpine --family apk` scaffolds Alpine 3.20 beside
+// the manifest, and the test adds the fixture repository's key to its keys. It returns the folder
+// and the definition's path.
+func alpineDistro(t *testing.T, h *harness, m *alpineMirror) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	h.run(dir, true, "distro", "new", "myalpine", "--family", "apk")
+	def := filepath.Join(dir, "distros", "myalpine", "distro.cue")
+	writeFile(t, def, readFile(t, def)+fmt.Sprintf("\n// The fixture repository's key.\nreleases: [string]: keys: %q: %q\n", m.key.Name, m.key.PublicPEM()))
+	copyFile(t, filepath.Join(h.bin, "kata-agent-standin"), filepath.Join(dir, "kata-agent"))
+	return dir, def
+}
+
+// alpineManifest is a manifest of the scaffolded distro from the fixture mirror, with rest added.
+func alpineManifest(m *alpineMirror, rest string) string {
+	return "distro:  \"myalpine\"\nrelease: \"3.20\"\nmirror:  \"" + m.url + "\"\n" + rest
+}
+
+// alpineDir is [alpineDistro] with a manifest that adds the agent, locked by `rootfsc lock` with
+// the released binary.
 func alpineDir(t *testing.T, h *harness, m *alpineMirror) (string, *lock.Lock) {
 	t.Helper()
-	dir := writeManifest(t, `distro:  "alpine"
-release: "3.20"
-mirror:  "`+m.url+`"
-agent: file: "kata-agent"
-`)
-	agent, err := os.ReadFile(filepath.Join(h.bin, "kata-agent-standin"))
+	dir, def := alpineDistro(t, h, m)
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "agent: file: \"kata-agent\"\n"))
+	listed := h.stdout(dir, "distros")
+	if want := "myalpine\tapk\t3.20\t" + def + "\tfixtures"; !slices.Contains(strings.Split(strings.TrimSpace(listed), "\n"), want) {
+		t.Errorf("rootfsc distros =\n%s\nwant the line %q", listed, want)
+	}
+	h.run(dir, true, "lock", "m.cue")
+	lk, err := lock.Read(filepath.Join(dir, "m.cue.lock.json"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "kata-agent"), agent, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	res, err := rcue.LoadFile(context.Background(), filepath.Join(dir, "m.cue"), rcue.Opts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Manifest.Agent.Init != "agent" {
-		t.Fatalf("agent.init = %q, want the schema's agent for Alpine", res.Manifest.Agent.Init)
-	}
-	req := family.Request{Distro: "alpine", Release: "3.20", Arch: res.Manifest.Arch, Def: res.Release,
-		Packages: res.Release.DefaultPackages, Mirror: m.url}
-	withKey := *res.Release
-	withKey.Keys = maps.Clone(res.Release.Keys)
-	withKey.Keys[m.key.Name] = m.key.PublicPEM()
-	testReq := req
-	testReq.Def = &withKey
-	lk, err := apk.Family{}.Resolve(context.Background(), testReq, family.ResolveOpts{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lk.InputDigest = apk.Family{}.InputDigest(req)
-	if err := lk.Write(filepath.Join(dir, "m.cue.lock.json")); err != nil {
 		t.Fatal(err)
 	}
 	return dir, lk
+}
+
+// TestAlpinePackages: with the apk family as with the deb family, an unknown package is named at
+// its place in the manifest with the closest name the index has, a pin (apk's name=version) locks
+// that version, another pin makes the lock stale saying why, and an impossible one names the
+// versions the index has.
+func TestAlpinePackages(t *testing.T) {
+	h := newHarness(t)
+	m := newAlpineMirror(t, "rootfsc-test-fixture.rsa.pub")
+	dir, _ := alpineDistro(t, h, m)
+	noLock := func() {
+		t.Helper()
+		if _, err := os.Stat(filepath.Join(dir, "m.cue.lock.json")); !os.IsNotExist(err) {
+			t.Errorf("a lock was written: %v", err)
+		}
+	}
+
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "packages: [\"bash\",\n\t\"bussybox\"]\n"))
+	out := h.run(dir, false, "lock", "m.cue")
+	if want := "rootfsc lock: m.cue:5:2: packages[1]: unknown package \"bussybox\" in 3.20 (did you mean \"busybox\"?)\n"; out != want {
+		t.Errorf("rootfsc lock with a misspelt package:\n%s\nwant %q", out, want)
+	}
+	out = h.run(dir, false, "build", "m.cue")
+	if want := "rootfsc build: m.cue:5:2: packages[1]: unknown package \"bussybox\" in 3.20 (did you mean \"busybox\"?)\n"; out != want {
+		t.Errorf("rootfsc build with a misspelt package:\n%s\nwant %q", out, want)
+	}
+	noLock()
+
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "packages: [\"bash=5.2.26-r0\", \"iptables=1.8.9-r0\"]\n"))
+	out = h.run(dir, false, "lock", "m.cue")
+	if want := "rootfsc lock: m.cue:4:30: packages[1]: iptables=1.8.9-r0: package \"iptables\" has no version \"1.8.9-r0\" in 3.20 (the index has 1.8.10-r3)\n"; out != want {
+		t.Errorf("rootfsc lock with an impossible pin:\n%s\nwant %q", out, want)
+	}
+	noLock()
+
+	// The fixture has an older bash beside the newest.
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "packages: [\"bash=5.2.21-r0\"]\n"))
+	h.run(dir, true, "lock", "m.cue")
+	lk, err := lock.Read(filepath.Join(dir, "m.cue.lock.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(lk.Packages, func(p lock.Package) bool { return p.Name == "bash" })
+	if i < 0 || lk.Packages[i].Version != "5.2.21-r0" || lk.Packages[i].SHA256 != m.pkgs["bash-5.2.21-r0"].SHA256() {
+		t.Fatalf("locked packages %+v, want bash 5.2.21-r0 with the fixture's sha256", lk.Packages)
+	}
+	if out := h.stdout(dir, "vet", "m.cue"); !strings.Contains(out, "lock is current") {
+		t.Errorf("rootfsc vet after locking the pin:\n%s", out)
+	}
+	writeFile(t, filepath.Join(dir, "m.cue"), alpineManifest(m, "packages: [\"bash=5.2.26-r0\"]\n"))
+	out = h.run(dir, false, "vet", "m.cue")
+	if !strings.Contains(out, "bash is pinned to 5.2.26-r0, the lock holds 5.2.21-r0") {
+		t.Errorf("rootfsc vet with another pin:\n%s\nwant the lock stale for the pin", out)
+	}
 }
 
 func TestBuildAlpine(t *testing.T) {
@@ -199,7 +252,7 @@ func TestBuildAlpine(t *testing.T) {
 
 	out := h.run(dir, true, "build", "--locked", "--progress=plain", "-o", "type=dir,dest=rootfs", "m.cue")
 	// The base (the helper's extraction, in buildkitd) and the Kata check inside the build.
-	for _, want := range []string{"base alpine 3.20", "rootfs check: ok"} {
+	for _, want := range []string{"base myalpine 3.20", "rootfs check: ok"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the build's progress has no %q:\n%s", want, tail([]byte(out)))
 		}
@@ -242,7 +295,7 @@ func TestBuildAlpine(t *testing.T) {
 		if want := m.url + "/v3.20/main\n" + m.url + "/v3.20/community\n"; string(repos) != want {
 			t.Errorf("etc/apk/repositories = %q, want %q", repos, want)
 		}
-		for _, k := range []string{"alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub", "alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub"} {
+		for _, k := range []string{"alpine-devel@lists.alpinelinux.org-6165ee59.rsa.pub", "alpine-devel@lists.alpinelinux.org-616ae350.rsa.pub", m.key.Name} {
 			if b, err := os.ReadFile(filepath.Join(root, "etc/apk/keys", k)); err != nil || !strings.HasPrefix(string(b), "-----BEGIN PUBLIC KEY-----\n") {
 				t.Errorf("etc/apk/keys/%s: %v", k, err)
 			}

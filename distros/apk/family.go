@@ -60,7 +60,8 @@ func (Family) InputDigest(r family.Request) string {
 	return InputDigest(req)
 }
 
-// StaleReason implements [family.Family]: the release or the packages the lock does not hold.
+// StaleReason implements [family.Family]: the release, the packages the lock does not hold, and
+// the pins and conflicts it does not meet.
 func (Family) StaleReason(r family.Request, lk *lock.Lock) string {
 	req, err := request(r)
 	if err != nil {
@@ -71,20 +72,39 @@ func (Family) StaleReason(r family.Request, lk *lock.Lock) string {
 		why = append(why, fmt.Sprintf("the manifest asks for %s %s/%s, the lock holds %s %s/%s",
 			req.Distro, req.Release, req.Arch, lk.Distro, lk.Release, lk.Arch))
 	}
-	var missing []string
+	have := map[string]string{} // name -> locked version
+	for _, p := range lk.Packages {
+		have[p.Name] = p.Version
+	}
+	var missing, changed []string
 	for _, p := range req.Packages {
 		d, err := parseDep(p)
-		if err != nil || slices.ContainsFunc(lk.Packages, func(l lock.Package) bool { return l.Name == d.name }) {
+		if err != nil {
 			continue
 		}
-		if !slices.Contains(missing, d.name) {
-			missing = append(missing, d.name)
+		v, ok := have[d.name]
+		switch {
+		case d.conflict:
+			if ok && d.matches(v) {
+				changed = append(changed, fmt.Sprintf("%s is forbidden, the lock holds %s", d.name, v))
+			}
+		case !ok:
+			// A provided name (so:, cmd:) is not a locked package's: the digest says more.
+			if !strings.Contains(d.name, ":") && !strings.HasPrefix(d.name, "/") && !slices.Contains(missing, d.name) {
+				missing = append(missing, d.name)
+			}
+		case d.op == "=" && !d.matches(v):
+			changed = append(changed, fmt.Sprintf("%s is pinned to %s, the lock holds %s", d.name, d.version, v))
+		case !d.matches(v):
+			changed = append(changed, fmt.Sprintf("%s asks for %s%s, the lock holds %s", d.name, d.op, d.version, v))
 		}
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		why = append(why, "requested but not in the lock: "+strings.Join(missing, ", "))
 	}
+	slices.Sort(changed)
+	why = append(why, changed...)
 	for _, repo := range req.Repos {
 		if !slices.ContainsFunc(lk.Suites, func(s lock.Suite) bool { return s.Name == repo && s.Archive == req.Branch }) {
 			why = append(why, "repository "+req.Branch+"/"+repo+" is not in the lock")

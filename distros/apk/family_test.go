@@ -20,14 +20,19 @@ func TestStaleReason(t *testing.T) {
 	req := family.Request{Distro: "alpine", Release: "3.20", Arch: "amd64", Def: def, Packages: []string{"alpine-base", "iptables>=1.8"}}
 	lk := &lock.Lock{Distro: "alpine", Release: "3.20", Arch: "x86_64",
 		Suites:   []lock.Suite{{Name: "main", Archive: "v3.20"}, {Name: "community", Archive: "v3.20"}},
-		Packages: []lock.Package{{Name: "alpine-base"}, {Name: "iptables"}}}
+		Packages: []lock.Package{{Name: "alpine-base", Version: "3.20.3-r0"}, {Name: "iptables", Version: "1.8.10-r3"}}}
 	for _, tc := range []struct {
 		name   string
 		change func(*family.Request)
 		want   string
 	}{
 		{"same", func(*family.Request) {}, ""},
-		{"new package", func(r *family.Request) { r.Packages = append(r.Packages, "bash", "!ssh") }, "requested but not in the lock: bash, ssh"},
+		{"new package", func(r *family.Request) { r.Packages = append(r.Packages, "bash", "!ssh") }, "requested but not in the lock: bash"},
+		{"provided name", func(r *family.Request) { r.Packages = append(r.Packages, "cmd:bash") }, ""},
+		{"pin", func(r *family.Request) { r.Packages = append(r.Packages, "alpine-base=3.20.2-r0") }, "alpine-base is pinned to 3.20.2-r0, the lock holds 3.20.3-r0"},
+		{"pin held", func(r *family.Request) { r.Packages = append(r.Packages, "iptables=1.8.10-r3") }, ""},
+		{"constraint", func(r *family.Request) { r.Packages = []string{"alpine-base", "iptables<1.8.10"} }, "iptables asks for <1.8.10, the lock holds 1.8.10-r3"},
+		{"forbidden", func(r *family.Request) { r.Packages = append(r.Packages, "!iptables") }, "iptables is forbidden, the lock holds 1.8.10-r3"},
 		{"other release", func(r *family.Request) {
 			r.Release = "3.21"
 			d := *def

@@ -49,7 +49,7 @@ func (Family) Lower(r family.Request, lk *lock.Lock, opts family.LowerOpts) (*fa
 	}
 	mirror := strings.TrimSuffix(req.Mirror, "/")
 	epoch := time.Unix(lk.SourceDateEpoch, 0).UTC()
-	// Alpine's manifests have the agent as init (a schema rule).
+	// The manifests of apk distros have the agent as init (a schema rule).
 	args := []string{family.HelperBin, "extract-apk", "--root", TargetDir, "--scripts", "--agent-init"}
 	for _, p := range req.Packages {
 		args = append(args, "--world", p)

@@ -128,8 +128,12 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 		lk.SourceDateEpoch = max(lk.SourceDateEpoch, newest)
 		all = append(all, pkgs...)
 	}
-	chosen, err := solve(newDB(all), req.Packages)
+	x := newDB(all)
+	chosen, err := solve(x, req.Packages)
 	if err != nil {
+		if pe := packageError(err, x, req.Release); pe != err {
+			return nil, pe
+		}
 		return nil, fmt.Errorf("%s %s: %w", req.Distro, req.Release, err)
 	}
 	for _, p := range chosen {

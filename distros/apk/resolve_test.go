@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rootfsc/rootfsc/distros/apk/apktest"
 	"github.com/rootfsc/rootfsc/distros/apk/unpack"
+	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
 )
 
@@ -23,6 +25,7 @@ type fixture struct {
 	key   *apktest.Key
 	files map[string][]byte
 	pkgs  map[string]*apktest.Built
+	old   *apktest.Built // busybox 1.36.1-r20
 	url   string
 }
 
@@ -44,6 +47,14 @@ func newFixture(t *testing.T) *fixture {
 			Provides: []string{"cmd:busybox=1.36.1-r29"}, Files: []apktest.File{{Path: "bin", Dir: true}, {Path: "bin/busybox", Mode: 0o755, Data: []byte("busybox")}}}),
 		mk(apktest.Package{Name: "alpine-base", Version: "3.20.3-r0", BuildDate: 1700000300, Depends: []string{"busybox"}}),
 	}
+	// An older busybox beside the newest, for pins (f.pkgs names the newest).
+	old, err := apktest.Build(apktest.Package{Name: "busybox", Version: "1.36.1-r20", BuildDate: 1700000000, Depends: []string{"so:libc.musl-x86_64.so.1"},
+		Files: []apktest.File{{Path: "bin", Dir: true}, {Path: "bin/busybox", Mode: 0o755, Data: []byte("old busybox")}}}, f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	main = append(main, old)
+	f.old = old
 	community := []*apktest.Built{
 		mk(apktest.Package{Name: "hello", Version: "2.0-r1", BuildDate: 1700000400, Depends: []string{"cmd:busybox"}}),
 	}
@@ -124,18 +135,13 @@ func TestResolveRefuses(t *testing.T) {
 			b.APK = append(b.APK, make([]byte, len(f.pkgs["busybox"].APK)-len(b.APK))...)
 			f.files["v3.20/main/x86_64/busybox-1.36.1-r29.apk"] = b.APK
 		}, "package busybox 1.36.1-r29: ", unpack.ErrChecksum},
-		{"unknown package", func(f *fixture) {}, `alpine 3.20: no package provides "iptable"`, nil},
 		{"no mirror", func(f *fixture) { f.url = "" }, "no mirror for alpine: name one in the manifest (mirror:), with --mirror or with ROOTFSC_MIRROR", nil},
 		{"missing index", func(f *fixture) { delete(f.files, "v3.20/main/x86_64/APKINDEX.tar.gz") }, "/alpine/v3.20/main/x86_64/APKINDEX.tar.gz: 404 Not Found", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
 			tc.change(f)
-			req := f.request()
-			if tc.name == "unknown package" {
-				req.Packages = append(req.Packages, "iptable")
-			}
-			_, err := Resolve(context.Background(), req, Opts{})
+			_, err := Resolve(context.Background(), f.request(), Opts{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Resolve() error = %v, want %q", err, tc.want)
 			}
@@ -178,5 +184,65 @@ func TestResolveDowngrade(t *testing.T) {
 	}
 	if _, err := Resolve(context.Background(), f.request(), Opts{Previous: lk}); err != nil {
 		t.Errorf("Resolve() against its own lock: %v", err)
+	}
+}
+
+// TestResolvePackages: a requested package that the indexes do not have, or a pin they cannot
+// meet, is a [family.PackageError] carrying the package as requested (for its place in the
+// manifest), with the closest name or the versions the index has; a pin picks its version.
+func TestResolvePackages(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name     string
+		packages []string
+		want     error
+		busybox  string // the locked version when want is nil
+	}{
+		{"newest", []string{"alpine-base"}, nil, "1.36.1-r29"},
+		{"pin picks an older version", []string{"alpine-base", "busybox=1.36.1-r20"}, nil, "1.36.1-r20"},
+		{"pin of the newest", []string{"busybox=1.36.1-r29", "alpine-base"}, nil, "1.36.1-r29"},
+		{"impossible pin", []string{"alpine-base", "busybox=1.0-r0"},
+			&family.PackageError{Package: "busybox=1.0-r0", Msg: `busybox=1.0-r0: package "busybox" has no version "1.0-r0" in 3.20 (the index has 1.36.1-r20, 1.36.1-r29)`}, ""},
+		{"impossible constraint", []string{"busybox<1.0"},
+			&family.PackageError{Package: "busybox<1.0", Msg: `busybox<1.0: nothing in 3.20 satisfies "busybox<1.0" (the index has busybox 1.36.1-r20, 1.36.1-r29)`}, ""},
+		{"impossible provided version", []string{"cmd:busybox=2.0"},
+			&family.PackageError{Package: "cmd:busybox=2.0", Msg: `cmd:busybox=2.0: nothing in 3.20 satisfies "cmd:busybox=2.0" (the index has cmd:busybox 1.36.1-r29)`}, ""},
+		{"pinned twice", []string{"busybox=1.36.1-r20", "busybox=1.36.1-r29"},
+			&family.PackageError{Package: "busybox=1.36.1-r29", Msg: `busybox=1.36.1-r29: busybox-1.36.1-r20 is chosen by another request`}, ""},
+		{"misspelt", []string{"alpine-base", "bussybox"},
+			&family.PackageError{Package: "bussybox", Msg: `unknown package "bussybox" in 3.20 (did you mean "busybox"?)`}, ""},
+		{"misspelt pin", []string{"bussybox=1.36.1-r29"},
+			&family.PackageError{Package: "bussybox=1.36.1-r29", Msg: `unknown package "bussybox" in 3.20 (did you mean "busybox"?)`}, ""},
+		{"nothing close", []string{"kubernetes"},
+			&family.PackageError{Package: "kubernetes", Msg: `unknown package "kubernetes" in 3.20`}, ""},
+		{"malformed", []string{"busybox="},
+			&family.PackageError{Package: "busybox=", Msg: `dependency "busybox=": no version after "="`}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := f.request()
+			req.Packages = tc.packages
+			lk, err := Resolve(context.Background(), req, Opts{})
+			if tc.want != nil {
+				var pe *family.PackageError
+				if !errors.As(err, &pe) {
+					t.Fatalf("Resolve() error = %v, want a *family.PackageError", err)
+				}
+				if diff := cmp.Diff(tc.want, pe); diff != "" {
+					t.Errorf("Resolve() error mismatch (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(lk.Packages, func(p lock.Package) bool { return p.Name == "busybox" })
+			if i < 0 || lk.Packages[i].Version != tc.busybox {
+				t.Fatalf("locked busybox: %+v, want %s", lk.Packages, tc.busybox)
+			}
+			if tc.busybox == f.old.Version && (lk.Packages[i].SHA256 != f.old.SHA256() || lk.Packages[i].Checksum != f.old.Checksum) {
+				t.Errorf("locked busybox %s with sha256 %s and checksum %s, want the older package's %s and %s",
+					tc.busybox, lk.Packages[i].SHA256, lk.Packages[i].Checksum, f.old.SHA256(), f.old.Checksum)
+			}
+		})
 	}
 }

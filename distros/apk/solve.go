@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/rootfsc/rootfsc/distros/family"
 )
 
 // dep is one dependency as apk writes it: [!]NAME[@TAG][OP VERSION], OP one of = < > <= >= ~
@@ -127,6 +129,8 @@ type UnknownError struct {
 	Dep string
 	// RequiredBy is the package whose dependency it is; "" for a requested package.
 	RequiredBy string
+	// Requested is the package as requested ("iptables=1.8.10-r3") when RequiredBy is "".
+	Requested string
 	// Versions are the versions of a package by that name, when only the constraint failed.
 	Versions []string
 }
@@ -199,6 +203,8 @@ func solve(x *db, want []string) ([]*Pkg, error) {
 	type item struct {
 		d  dep
 		by string
+		// req is the package as requested, for an item of want.
+		req string
 	}
 	chosen := map[string]*Pkg{}
 	var order []*Pkg
@@ -207,10 +213,16 @@ func solve(x *db, want []string) ([]*Pkg, error) {
 	for _, w := range want {
 		d, err := parseDep(w)
 		if err != nil {
-			return nil, err
+			return nil, &family.PackageError{Package: w, Msg: err.Error()}
 		}
-		queue = append(queue, item{d, ""})
+		queue = append(queue, item{d, "", w})
 	}
+	// A requested package with a version constraint (a pin) is chosen before the unconstrained
+	// requests, so that "busybox" in the default set is met by the manifest's "busybox=1.36.1-r5"
+	// rather than by the highest version, which the pin would then contradict.
+	slices.SortStableFunc(queue, func(a, b item) int {
+		return cmp.Compare(min(len(b.d.op), 1), min(len(a.d.op), 1))
+	})
 	choose := func(p *Pkg) error {
 		chosen[p.Name] = p
 		order = append(order, p)
@@ -219,7 +231,7 @@ func solve(x *db, want []string) ([]*Pkg, error) {
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", p.Name, p.Version, err)
 			}
-			queue = append(queue, item{d, p.Name})
+			queue = append(queue, item{d, p.Name, ""})
 		}
 		return nil
 	}
@@ -232,14 +244,14 @@ func solve(x *db, want []string) ([]*Pkg, error) {
 				continue
 			}
 			if p, ok := chosen[it.d.name]; ok && !satisfiedBy(it.d, p) {
-				return &VersionError{Dep: it.d.String(), RequiredBy: it.by, Chosen: p.Name + "-" + p.Version}
+				return &VersionError{Dep: it.d.String(), RequiredBy: it.by, Requested: it.req, Chosen: p.Name + "-" + p.Version}
 			}
 			if slices.ContainsFunc(order, func(p *Pkg) bool { return satisfiedBy(it.d, p) }) {
 				continue
 			}
 			c := x.candidates(it.d)
 			if len(c) == 0 {
-				e := &UnknownError{Dep: it.d.String(), RequiredBy: it.by}
+				e := &UnknownError{Dep: it.d.String(), RequiredBy: it.by, Requested: it.req}
 				for _, p := range x.byName[it.d.name] {
 					e.Versions = append(e.Versions, p.Version)
 				}
@@ -253,7 +265,7 @@ func solve(x *db, want []string) ([]*Pkg, error) {
 				}
 			}
 			if p, ok := chosen[best.pkg.Name]; ok && p != best.pkg {
-				return &VersionError{Dep: it.d.String(), RequiredBy: it.by, Chosen: p.Name + "-" + p.Version}
+				return &VersionError{Dep: it.d.String(), RequiredBy: it.by, Requested: it.req, Chosen: p.Name + "-" + p.Version}
 			}
 			if err := choose(best.pkg); err != nil {
 				return err
@@ -314,6 +326,8 @@ func solve(x *db, want []string) ([]*Pkg, error) {
 // VersionError is a dependency the chosen version of a package does not satisfy.
 type VersionError struct {
 	Dep, RequiredBy, Chosen string
+	// Requested is the package as requested when RequiredBy is "".
+	Requested string
 }
 
 func (e *VersionError) Error() string {
@@ -322,4 +336,47 @@ func (e *VersionError) Error() string {
 		by = "the request"
 	}
 	return fmt.Sprintf("%s needs %s, but %s is chosen", by, e.Dep, e.Chosen)
+}
+
+// packageError turns the solver's error about a requested package (not a dependency) into the
+// [family.PackageError] the pipeline places in the manifest: an unknown name with the closest one
+// the indexes have, or a pin ("name=version", apk's syntax as apt's) with the versions they have.
+// Other errors come back as they are.
+func packageError(err error, x *db, release string) error {
+	var ue *UnknownError
+	var ve *VersionError
+	switch {
+	case errors.As(err, &ue) && ue.RequiredBy == "" && ue.Requested != "":
+		d, _ := parseDep(ue.Requested)
+		if len(ue.Versions) == 0 && len(x.providers[d.name]) == 0 {
+			msg := fmt.Sprintf("unknown package %q in %s", d.name, release)
+			if s := family.Suggest(d.name, maps.Keys(x.byName)); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			return &family.PackageError{Package: ue.Requested, Msg: msg}
+		}
+		have := ue.Versions
+		if len(have) == 0 {
+			for _, pr := range x.providers[d.name] {
+				if pr.version != "" {
+					have = append(have, pr.version)
+				}
+			}
+		}
+		have = slices.Clone(have)
+		slices.SortFunc(have, compareVersions)
+		have = slices.Compact(have)
+		if d.op == "=" && len(ue.Versions) > 0 {
+			return &family.PackageError{Package: ue.Requested, Msg: fmt.Sprintf("%s: package %q has no version %q in %s (the index has %s)",
+				ue.Requested, d.name, d.version, release, strings.Join(have, ", "))}
+		}
+		msg := fmt.Sprintf("%s: nothing in %s satisfies %q", ue.Requested, release, d.String())
+		if len(have) > 0 {
+			msg += fmt.Sprintf(" (the index has %s %s)", d.name, strings.Join(have, ", "))
+		}
+		return &family.PackageError{Package: ue.Requested, Msg: msg}
+	case errors.As(err, &ve) && ve.RequiredBy == "" && ve.Requested != "":
+		return &family.PackageError{Package: ve.Requested, Msg: fmt.Sprintf("%s: %s is chosen by another request", ve.Requested, ve.Chosen)}
+	}
+	return err
 }

@@ -63,6 +63,7 @@ func TestSolve(t *testing.T) {
 			got: []string{"bash-5.2.26-r0", "dash-binsh-0.5.12-r3", "musl-1.2.5-r0", "ncurses-libs-6.4_p20240420-r0", "readline-8.2.10-r0"}},
 		{name: "cmd: provide", want: []string{"cmd:busybox"}, got: []string{"busybox-1.36.1-r29", "musl-1.2.5-r0"}},
 		{name: "version constraint picks an older package", want: []string{"busybox<1.36.1-r10"}, got: []string{"busybox-1.36.1-r5", "musl-1.2.5-r0"}},
+		{name: "a pin comes before an unpinned request of the name", want: []string{"busybox", "busybox=1.36.1-r5"}, got: []string{"busybox-1.36.1-r5", "musl-1.2.5-r0"}},
 		{name: "fuzzy", want: []string{"busybox~1.36.1"}, got: []string{"busybox-1.36.1-r29", "musl-1.2.5-r0"}},
 		{name: "pc: with a version", want: []string{"libfoo-dev"}, got: []string{"libfoo-dev-1.0-r0", "pkgconf-2.2.0-r0"}},
 		{name: "install_if", want: []string{"iptables", "openrc"}, got: []string{"iptables-1.8.10-r3", "iptables-openrc-1.8.10-r3", "musl-1.2.5-r0", "openrc-0.54-r1"}},
