@@ -53,8 +53,11 @@ type SuiteSource struct {
 // Opts are the knobs of [Resolve] that do not change its result.
 type Opts struct {
 	Client   *http.Client     // default http.DefaultClient
-	CacheDir string           // verified Packages.xz files, keyed by sha256; "" disables the cache
+	CacheDir string           // verified indexes and their parsed forms, keyed by sha256; "" disables the cache
 	Now      func() time.Time // default time.Now; checked against Valid-Until and key expiry
+	// Warn, when set, is told of what did not stop the resolve: an entry of the cache that was
+	// refused (damaged, or writable by another user) and parsed again.
+	Warn func(msg string)
 
 	// Previous is the lock the manifest had before this resolve, stale or not; nil when there is
 	// none. A suite's Release dated before the one Previous was made from is refused with
@@ -117,9 +120,10 @@ func suiteArchive(s SuiteSource) string {
 }
 
 type suiteResult struct {
-	rel  *release
-	pkgs []*pkg
-	err  error
+	rel      *release
+	pkgs     []*pkg
+	warnings []string
+	err      error
 }
 
 // Resolve fetches and verifies the suites' indexes, merges them (highest version wins) and returns
@@ -172,15 +176,15 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 				comps = []string{"main"}
 			}
 			for _, c := range comps {
-				b, err := fetchPackages(ctx, client, s, r.rel, c, req.Arch, opts.CacheDir)
+				pkgs, warn, err := fetchPackages(ctx, client, s, r.rel, c, req.Arch, opts.CacheDir)
+				if warn != "" {
+					r.warnings = append(r.warnings, fmt.Sprintf("suite %s: %s", s.Name, warn))
+				}
 				if err != nil {
 					r.err = err
 					return
 				}
-				if err := parsePackages(b, s.Name, req.Arch, func(p *pkg) { r.pkgs = append(r.pkgs, p) }); err != nil {
-					r.err = fmt.Errorf("suite %s: %w", s.Name, err)
-					return
-				}
+				r.pkgs = append(r.pkgs, pkgs...)
 			}
 		}()
 	}
@@ -192,6 +196,13 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 	}
 	universe := map[string]*pkg{}
 	all := map[string][]*pkg{} // every version of every package, for pins
+	if opts.Warn != nil {
+		for _, r := range results {
+			for _, w := range r.warnings {
+				opts.Warn(w)
+			}
+		}
+	}
 	for i, s := range suites {
 		r := results[i]
 		if r.err != nil {
