@@ -96,13 +96,14 @@ func FuzzParsePackages(f *testing.F) {
 			return
 		}
 		// What a resolve does with a verified index: none of it may panic or loop.
-		sel, err := closure(universe, []string{first}, "fuzz")
+		ix := newIndex(universe)
+		sel, err := closure(ix, []string{first}, "fuzz")
 		if err == nil {
-			if _, err := essentialSet(universe, sel); err != nil {
+			if _, err := essentialSet(ix, sel); err != nil {
 				return
 			}
 		}
-		resolveKernel(universe, first, "fuzz")
+		resolveKernel(ix, first, "fuzz")
 	})
 }
 

@@ -19,15 +19,18 @@ package deb
 // the index again (from the verified compressed file, cached or downloaded) and replaces the entry.
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+	"unsafe"
 )
 
 const parsedMagic = "rootfsc parsed Packages index 1\n"
@@ -53,36 +56,37 @@ func plainName(s string) bool {
 	return true
 }
 
-// encodeParsed is the content of the entry for pkgs, parsed from the index with hash key.
-func encodeParsed(key, arch string, pkgs []*pkg) []byte {
-	n := len(parsedMagic) + 128
-	for _, p := range pkgs {
-		n += len(p.Name) + len(p.Version) + len(p.Architecture) + len(p.Filename) + len(p.SHA256) + len(p.Priority) +
-			len(p.Depends) + len(p.PreDepends) + len(p.Conflicts) + len(p.Breaks) + len(p.Provides) + 11*2 + 11
-	}
-	b := make([]byte, 0, n+sha256.Size)
-	b = append(b, parsedMagic...)
+// encodeParsed writes the content of the entry for pkgs, parsed from the index with hash key, to w.
+func encodeParsed(w io.Writer, key, arch string, pkgs []*pkg) error {
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 256<<10)
+	var num [binary.MaxVarintLen64]byte
+	uvarint := func(v uint64) { bw.Write(binary.AppendUvarint(num[:0], v)) }
 	str := func(s string) {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
+		uvarint(uint64(len(s)))
+		bw.WriteString(s)
 	}
+	bw.WriteString(parsedMagic)
 	str(key)
 	str(arch)
-	b = binary.AppendUvarint(b, uint64(len(pkgs)))
+	uvarint(uint64(len(pkgs)))
 	for _, p := range pkgs {
 		for _, s := range []string{p.Name, p.Version, p.Architecture, p.Filename, p.SHA256, p.Priority,
 			p.Depends, p.PreDepends, p.Conflicts, p.Breaks, p.Provides} {
 			str(s)
 		}
-		b = binary.AppendUvarint(b, uint64(p.Size))
+		uvarint(uint64(p.Size))
 		e := byte(0)
 		if p.Essential {
 			e = 1
 		}
-		b = append(b, e)
+		bw.WriteByte(e)
 	}
-	sum := sha256.Sum256(b)
-	return append(b, sum[:]...)
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	_, err := w.Write(h.Sum(nil))
+	return err
 }
 
 // cacheError is an entry of the parsed index cache that cannot be used, and why.
@@ -106,8 +110,9 @@ func decodeParsed(b []byte, key, arch, suite string) ([]*pkg, error) {
 	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], trailer) {
 		return nil, errors.New("checksum mismatch: the entry was changed after it was written")
 	}
-	// One string for the whole entry: every field is a substring of it, one allocation in all.
-	s := string(body[len(parsedMagic):])
+	// Every field is a substring of one string over b, which nothing writes to after this: the
+	// packages take no memory of their own but their structs, and the entry is not copied.
+	s := unsafe.String(unsafe.SliceData(body[len(parsedMagic):]), len(body)-len(parsedMagic))
 	off := 0
 	num := func() (uint64, error) { // binary.Uvarint, on a string
 		var v uint64
@@ -231,7 +236,19 @@ func writeParsed(path, key, arch string, pkgs []*pkg) error {
 	if err := privateDir(dir); err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
-	return writeFileAtomic(path, encodeParsed(key, arch, pkgs))
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := encodeParsed(f, key, arch, pkgs); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // privateDir checks that the folder of the parsed entries is a folder only this user can write to.
