@@ -414,11 +414,12 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 			warn = fmt.Sprintf("index cache: %v; parsing the index again", err)
 		}
 	}
-	// keep writes the parsed entry; a cache that cannot be written is an error, as for the indexes.
+	// keep writes the parsed entry. The packages are right without it: an entry that cannot be
+	// written (a folder another user may write to) is a warning, said once.
 	keep := func(pkgs []*pkg) ([]*pkg, string, error) {
 		if parsed != "" {
-			if err := writeParsed(parsed, key, arch, pkgs); err != nil {
-				return nil, "", fmt.Errorf("cache %s: %w", plainName, err)
+			if err := writeParsed(parsed, key, arch, pkgs); err != nil && warn == "" {
+				warn = fmt.Sprintf("index cache: %v; not kept", err)
 			}
 		}
 		return pkgs, warn, nil
