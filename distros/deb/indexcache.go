@@ -203,10 +203,20 @@ func readParsed(path, key, arch, suite string) ([]*pkg, error) {
 		}
 		return nil, &cacheError{filepath.Dir(path), err.Error()}
 	}
-	fi, err := os.Lstat(path)
+	// The checks are of the file opened (not followed if a symlink), so that it cannot be
+	// swapped between them and the read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if errors.Is(err, syscall.ELOOP) {
+		err = errors.New("not a regular file (a symbolic link)")
+	}
+	if err != nil {
+		return nil, &cacheError{path, err.Error()}
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, &cacheError{path, err.Error()}
 	}
@@ -216,8 +226,8 @@ func readParsed(path, key, arch, suite string) ([]*pkg, error) {
 	if fi.Size() > maxIndexSize {
 		return nil, &cacheError{path, fmt.Sprintf("%d bytes, more than an index may have", fi.Size())}
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, &cacheError{path, err.Error()}
 	}
 	pkgs, err := decodeParsed(b, key, arch, suite)

@@ -3,6 +3,8 @@ package deb
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,7 +160,7 @@ func TestResolveParsedCacheRefused(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			want: "not a regular file (L---------)",
+			want: "not a regular file (a symbolic link)",
 		},
 		{
 			name: "owned by another user",
@@ -335,5 +337,35 @@ func chmod(t *testing.T, path string, mode os.FileMode) {
 	t.Helper()
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestResolveEarlierCache: the decompressed indexes an earlier rootfsc cached (when the Release
+// lists them) still serve: no download, the same lock, and the parsed entries made from them.
+func TestResolveEarlierCache(t *testing.T) {
+	o := archiveOpts{gz: true, listPlain: true, hits: map[string]int{}, mu: &sync.Mutex{}}
+	uri, keyring := fakeArchive(t, o)
+	want := lockBytes(t, uri, keyring, Opts{})
+	cache := t.TempDir()
+	for _, s := range []string{"stable", "stable-updates"} {
+		b, err := os.ReadFile(filepath.Join("testdata/archive", s, "Packages"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		if err := writeFileAtomic(filepath.Join(cache, "sha256", hex.EncodeToString(sum[:])), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := indexFetches(o)
+	got := lockBytes(t, uri, keyring, Opts{CacheDir: cache})
+	if n := indexFetches(o) - before; n != 0 {
+		t.Errorf("%d index downloads, want 0 (the earlier cache)", n)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("lock from the earlier cache differs from the lock from the network (-network +cache):\n%s", diff)
+	}
+	if entries, _ := filepath.Glob(filepath.Join(cache, "parsed", "*-amd64")); len(entries) != 2 {
+		t.Errorf("parsed entries %q, want one per suite", entries)
 	}
 }
