@@ -368,4 +368,21 @@ func TestResolveEarlierCache(t *testing.T) {
 	if entries, _ := filepath.Glob(filepath.Join(cache, "parsed", "*-amd64")); len(entries) != 2 {
 		t.Errorf("parsed entries %q, want one per suite", entries)
 	}
+
+	// A damaged one is downloaded again.
+	if err := os.RemoveAll(filepath.Join(cache, "parsed")); err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := filepath.Glob(filepath.Join(cache, "sha256", "*"))
+	for _, p := range plain {
+		flipByte(t, p, 0.5)
+	}
+	before = indexFetches(o)
+	got = lockBytes(t, uri, keyring, Opts{CacheDir: cache})
+	if n := indexFetches(o) - before; n != 2 {
+		t.Errorf("%d index downloads with the earlier cache damaged, want 2", n)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("lock with the earlier cache damaged differs from the lock from the network (-network +cache):\n%s", diff)
+	}
 }

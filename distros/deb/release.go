@@ -434,14 +434,17 @@ func fetchPackages(ctx context.Context, c *http.Client, s SuiteSource, rel *rele
 		}
 		return b
 	}
-	if havePlain {
-		// Earlier versions cached the decompressed index.
-		if b := cached(plainWant); b != nil {
+	if havePlain && cacheDir != "" {
+		// Earlier versions cached the decompressed index: parsed as it is read and used only if
+		// its hash holds, so that its 50 MB are never held whole either.
+		if f, err := os.Open(filepath.Join(cacheDir, "sha256", plainWant.sha256)); err == nil {
 			var pkgs []*pkg
-			if err := parsePackages(b, s.Name, arch, func(p *pkg) { pkgs = append(pkgs, p) }); err != nil {
-				return nil, "", fmt.Errorf("suite %s: %s: %w", s.Name, plainName, err)
+			hr := &hashingReader{r: io.LimitReader(f, plainWant.size+1), h: sha256.New()}
+			err := scanPackages(hr, s.Name, arch, func(p *pkg) { pkgs = append(pkgs, p) })
+			f.Close()
+			if err == nil && checkSum(hr.n, hr.h.Sum(nil), plainWant) == nil {
+				return keep(pkgs)
 			}
-			return keep(pkgs)
 		}
 	}
 	base := s.URI + "/dists/" + s.Name + "/"
