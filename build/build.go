@@ -209,7 +209,7 @@ func (p *Plan) pin(ctx context.Context, opts Opts) error {
 		}
 	}
 	if p.Lock, err = p.Family.Resolve(ctx, p.Request, family.ResolveOpts{
-		Client: opts.Client, CacheDir: opts.CacheDir, Previous: lk, AllowDowngrade: opts.AllowDowngrade,
+		Client: opts.Client, CacheDir: opts.CacheDir, Previous: lk, AllowDowngrade: opts.AllowDowngrade, Warn: p.warn,
 	}); err != nil {
 		return p.locate(err)
 	}
@@ -219,6 +219,9 @@ func (p *Plan) pin(ctx context.Context, opts Opts) error {
 	}
 	return nil
 }
+
+// warn adds a warning for the caller to print.
+func (p *Plan) warn(msg string) { p.Warnings = append(p.Warnings, msg) }
 
 // locate puts a family's error about a requested package at that package's place in the
 // manifest's packages; an error about a package of the distro's default set stays as it is.
@@ -274,7 +277,7 @@ func Lock(ctx context.Context, src Source, opts Opts) (*Plan, error) {
 	}
 	prev, _ := readLock(src.Manifest, p.LockName)
 	if p.Lock, err = p.Family.Resolve(ctx, p.Request, family.ResolveOpts{
-		Client: opts.Client, CacheDir: opts.CacheDir, Previous: prev, AllowDowngrade: opts.AllowDowngrade,
+		Client: opts.Client, CacheDir: opts.CacheDir, Previous: prev, AllowDowngrade: opts.AllowDowngrade, Warn: p.warn,
 	}); err != nil {
 		return nil, p.locate(err)
 	}

@@ -109,6 +109,7 @@ func runLock(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	printWarnings(e, p)
 	fmt.Fprintf(e.stdout, "wrote %s: %d packages, %s %s\n", p.LockPath(), len(p.Lock.Packages), p.Lock.Distro, p.Lock.Release)
 	return nil
 }

@@ -90,6 +90,15 @@ func Main() int {
 			}
 		}
 	}
+	if p := os.Getenv("ROOTFSC_MEMPROFILE"); p != "" {
+		// Every allocation of the command, for `go tool pprof -sample_index=alloc_space`.
+		defer func() {
+			if f, err := os.Create(p); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	code := run(&env{ctx: ctx, stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
 	if s, ok := first.Load().(syscall.Signal); ok && code != 0 {
 		fmt.Fprintf(os.Stderr, "rootfsc: interrupted by %s\n", sigName(s))

@@ -164,8 +164,10 @@ func benchOnce(t *testing.T, add func(name, unit string, v float64)) benchRun {
 	// Resolution: with an empty index cache, then with the verified indexes cached.
 	m := timed(t, dir, env, rootfsc, "lock", "m.cue")
 	add("resolve, cold index cache (rootfsc lock)", "s", m.wall.Seconds())
+	add("rootfsc peak RSS, resolve, cold index cache", "MB", float64(m.maxRSS)/1024)
 	m = timed(t, dir, env, rootfsc, "lock", "m.cue")
 	add("resolve, index cached", "s", m.wall.Seconds())
+	add("rootfsc peak RSS, resolve, index cached", "MB", float64(m.maxRSS)/1024)
 	m = timed(t, dir, env, rootfsc, "llb", "--locked", "m.cue")
 	add("lowering (rootfsc llb)", "s", m.wall.Seconds())
 

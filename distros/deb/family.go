@@ -74,7 +74,7 @@ func (Family) Resolve(ctx context.Context, r family.Request, opts family.Resolve
 	if client == nil {
 		client = http.DefaultClient
 	}
-	lk, err := Resolve(ctx, req, Opts{Client: client, CacheDir: opts.CacheDir, Previous: opts.Previous, AllowDowngrade: opts.AllowDowngrade})
+	lk, err := Resolve(ctx, req, Opts{Client: client, CacheDir: opts.CacheDir, Previous: opts.Previous, AllowDowngrade: opts.AllowDowngrade, Warn: opts.Warn})
 	if errors.Is(err, ErrDowngrade) {
 		return nil, fmt.Errorf("%w (rootfsc lock --allow-downgrade accepts it)", err)
 	}

@@ -1,8 +1,11 @@
 package deb
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"pault.ag/go/debian/version"
@@ -32,75 +35,102 @@ func (p *pkg) version() version.Version {
 
 // parsePackages scans a decompressed Packages index. Only stanzas whose Architecture is arch or "all" are kept.
 func parsePackages(b []byte, suite, arch string, emit func(*pkg)) error {
-	for len(b) > 0 {
-		var st []byte
-		st, b = nextStanza(b)
-		p := &pkg{Suite: suite}
-		var cur *string
-		for len(st) > 0 {
-			var line []byte
-			if i := bytes.IndexByte(st, '\n'); i >= 0 {
-				line, st = st[:i], st[i+1:]
-			} else {
-				line, st = st, nil
-			}
-			if len(line) == 0 {
-				continue
-			}
-			if line[0] == ' ' || line[0] == '\t' {
-				if cur != nil {
-					*cur += " " + string(bytes.TrimSpace(line))
-				}
-				continue
-			}
-			cur = nil
-			i := bytes.IndexByte(line, ':')
-			if i < 0 {
-				continue
-			}
-			v := string(bytes.TrimSpace(line[i+1:]))
-			switch string(line[:i]) {
-			case "Package":
-				p.Name = v
-			case "Version":
-				p.Version = v
-			case "Architecture":
-				p.Architecture = v
-			case "Filename":
-				p.Filename = v
-			case "SHA256":
-				p.SHA256 = v
-			case "Size":
-				n, err := parseSize(v)
-				if err != nil {
-					return fmt.Errorf("package %s: bad Size %q", p.Name, v)
-				}
-				p.Size = n
-			case "Essential":
-				p.Essential = v == "yes"
-			case "Priority":
-				p.Priority = v
-			case "Depends":
-				p.Depends, cur = v, &p.Depends
-			case "Pre-Depends":
-				p.PreDepends, cur = v, &p.PreDepends
-			case "Conflicts":
-				p.Conflicts, cur = v, &p.Conflicts
-			case "Breaks":
-				p.Breaks, cur = v, &p.Breaks
-			case "Provides":
-				p.Provides, cur = v, &p.Provides
-			}
+	return scanPackages(bytes.NewReader(b), suite, arch, emit)
+}
+
+// maxIndexLine bounds one line of a Packages index: the longest in Debian (a Provides of a Rust
+// library) are tens of KiB. The buffer grows only as far as the longest line needs.
+const maxIndexLine = 16 << 20
+
+// scanPackages is [parsePackages] over a stream, so that a 50 MB index is never held whole: a
+// stanza ends at an empty line, and only the fields of [pkg] are kept.
+func scanPackages(rd io.Reader, suite, arch string, emit func(*pkg)) error {
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 0, 64<<10), maxIndexLine)
+	sc.Split(splitLF)
+	p := &pkg{Suite: suite}
+	var cur *string
+	flush := func() {
+		if p.Name != "" && (p.Architecture == arch || p.Architecture == "all") {
+			emit(p)
 		}
-		if p.Name == "" {
-			continue
-		}
-		if p.Architecture != arch && p.Architecture != "all" {
-			continue
-		}
-		emit(p)
+		p, cur = &pkg{Suite: suite}, nil
 	}
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			flush()
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if cur != nil {
+				*cur += " " + string(bytes.TrimSpace(line))
+			}
+			continue
+		}
+		cur = nil
+		i := bytes.IndexByte(line, ':')
+		if i < 0 {
+			continue
+		}
+		var field *string
+		switch string(line[:i]) {
+		case "Package":
+			field = &p.Name
+		case "Version":
+			field = &p.Version
+		case "Architecture":
+			field = &p.Architecture
+		case "Filename":
+			field = &p.Filename
+		case "SHA256":
+			field = &p.SHA256
+		case "Priority":
+			field = &p.Priority
+		case "Depends":
+			field, cur = &p.Depends, &p.Depends
+		case "Pre-Depends":
+			field, cur = &p.PreDepends, &p.PreDepends
+		case "Conflicts":
+			field, cur = &p.Conflicts, &p.Conflicts
+		case "Breaks":
+			field, cur = &p.Breaks, &p.Breaks
+		case "Provides":
+			field, cur = &p.Provides, &p.Provides
+		case "Size":
+			v := string(bytes.TrimSpace(line[i+1:]))
+			n, err := parseSize(v)
+			if err != nil {
+				return fmt.Errorf("package %s: bad Size %q", p.Name, v)
+			}
+			p.Size = n
+		case "Essential":
+			p.Essential = string(bytes.TrimSpace(line[i+1:])) == "yes"
+		}
+		if field != nil {
+			*field = string(bytes.TrimSpace(line[i+1:]))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("a line of the index is longer than %d bytes", maxIndexLine)
+		}
+		return err
+	}
+	flush()
 	return nil
+}
+
+// splitLF splits at '\n' alone: bufio.ScanLines would also drop a '\r', and a line holding only
+// "\r" would then end a stanza where dpkg does not.
+func splitLF(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // rel is one package relation: a name with an optional version constraint.

@@ -14,10 +14,10 @@ import (
 // kernelPrefix starts the name of every Debian kernel image package, meta or real.
 const kernelPrefix = "linux-image-"
 
-// resolveKernel finds the kernel package name in universe and follows meta packages
+// resolveKernel finds the kernel package name in the index and follows meta packages
 // (linux-image-amd64 depends on linux-image-6.1.0-28-amd64) to the package that carries the modules.
-func resolveKernel(universe map[string]*pkg, name, suites string) (*lock.Kernel, error) {
-	r := newResolver(universe)
+func resolveKernel(ix *index, name, suites string) (*lock.Kernel, error) {
+	r := newResolver(ix)
 	var p *pkg
 	switch c := r.candidates(rel{Name: name}); {
 	case len(c) == 0:

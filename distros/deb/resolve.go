@@ -53,8 +53,11 @@ type SuiteSource struct {
 // Opts are the knobs of [Resolve] that do not change its result.
 type Opts struct {
 	Client   *http.Client     // default http.DefaultClient
-	CacheDir string           // verified Packages.xz files, keyed by sha256; "" disables the cache
+	CacheDir string           // verified indexes and their parsed forms, keyed by sha256; "" disables the cache
 	Now      func() time.Time // default time.Now; checked against Valid-Until and key expiry
+	// Warn, when set, is told of what did not stop the resolve: an entry of the cache that was
+	// refused (damaged, or writable by another user) and parsed again.
+	Warn func(msg string)
 
 	// Previous is the lock the manifest had before this resolve, stale or not; nil when there is
 	// none. A suite's Release dated before the one Previous was made from is refused with
@@ -117,9 +120,10 @@ func suiteArchive(s SuiteSource) string {
 }
 
 type suiteResult struct {
-	rel  *release
-	pkgs []*pkg
-	err  error
+	rel      *release
+	pkgs     []*pkg
+	warnings []string
+	err      error
 }
 
 // Resolve fetches and verifies the suites' indexes, merges them (highest version wins) and returns
@@ -172,15 +176,15 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 				comps = []string{"main"}
 			}
 			for _, c := range comps {
-				b, err := fetchPackages(ctx, client, s, r.rel, c, req.Arch, opts.CacheDir)
+				pkgs, warn, err := fetchPackages(ctx, client, s, r.rel, c, req.Arch, opts.CacheDir)
+				if warn != "" {
+					r.warnings = append(r.warnings, fmt.Sprintf("suite %s: %s", s.Name, warn))
+				}
 				if err != nil {
 					r.err = err
 					return
 				}
-				if err := parsePackages(b, s.Name, req.Arch, func(p *pkg) { r.pkgs = append(r.pkgs, p) }); err != nil {
-					r.err = fmt.Errorf("suite %s: %w", s.Name, err)
-					return
-				}
+				r.pkgs = append(r.pkgs, pkgs...)
 			}
 		}()
 	}
@@ -191,7 +195,13 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 		Distro: req.Distro, Release: req.Release, Arch: req.Arch,
 	}
 	universe := map[string]*pkg{}
-	all := map[string][]*pkg{} // every version of every package, for pins
+	if opts.Warn != nil {
+		for _, r := range results {
+			for _, w := range r.warnings {
+				opts.Warn(w)
+			}
+		}
+	}
 	for i, s := range suites {
 		r := results[i]
 		if r.err != nil {
@@ -206,7 +216,6 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 			l.SourceDateEpoch = e
 		}
 		for _, p := range r.pkgs {
-			all[p.Name] = append(all[p.Name], p)
 			if old, ok := universe[p.Name]; !ok || version.Compare(p.version(), old.version()) > 0 {
 				universe[p.Name] = p
 			}
@@ -216,25 +225,39 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 	for i, s := range suites {
 		suiteNames[i] = s.Name
 	}
-	names, err := pin(universe, all, req.Packages, req.Release)
+	// Every version of a package, for pins: a scan per pinned name costs less than a map of
+	// every version of the 60,000 names.
+	versions := func(name string) []*pkg {
+		var out []*pkg
+		for _, r := range results {
+			for _, p := range r.pkgs {
+				if p.Name == name {
+					out = append(out, p)
+				}
+			}
+		}
+		return out
+	}
+	names, err := pin(universe, versions, req.Packages, req.Release)
 	if err != nil {
 		return nil, err
 	}
-	sel, err := closure(universe, names, req.Release)
+	ix := newIndex(universe)
+	sel, err := closure(ix, names, req.Release)
 	if err != nil {
 		return nil, err
 	}
-	ess, err := essentialSet(universe, sel)
+	ess, err := essentialSet(ix, sel)
 	if err != nil {
 		return nil, err
 	}
 	if req.Kernel != "" {
-		if l.Kernel, err = resolveKernel(universe, req.Kernel, strings.Join(suiteNames, ", ")); err != nil {
+		if l.Kernel, err = resolveKernel(ix, req.Kernel, strings.Join(suiteNames, ", ")); err != nil {
 			return nil, err
 		}
 	}
 	if len(req.Tools) > 0 {
-		tools, err := closure(universe, req.Tools, strings.Join(suiteNames, ", "))
+		tools, err := closure(ix, req.Tools, strings.Join(suiteNames, ", "))
 		if err != nil {
 			return nil, fmt.Errorf("disk image tools: %w", err)
 		}
@@ -260,7 +283,7 @@ func Resolve(ctx context.Context, req Request, opts Opts) (*lock.Lock, error) {
 // the highest one, so that the closure is computed with it, and returns the requested names
 // without their pins. A pin the index cannot satisfy is a [family.PackageError] naming the
 // versions it has.
-func pin(universe map[string]*pkg, all map[string][]*pkg, requested []string, release string) ([]string, error) {
+func pin(universe map[string]*pkg, all func(name string) []*pkg, requested []string, release string) ([]string, error) {
 	names := make([]string, 0, len(requested))
 	pinned := map[string]string{} // name -> the request that pinned it
 	for _, r := range requested {
@@ -273,7 +296,7 @@ func pin(universe map[string]*pkg, all map[string][]*pkg, requested []string, re
 			return nil, &family.PackageError{Package: r, Msg: fmt.Sprintf("%s: package %q is pinned twice (also %s)", r, name, prev)}
 		}
 		pinned[name] = r
-		versions := all[name]
+		versions := all(name)
 		if len(versions) == 0 {
 			return nil, unknownPackage(universe, r, name, release)
 		}
@@ -331,8 +354,16 @@ type deferredDep struct {
 	alts []rel
 }
 
-func newResolver(universe map[string]*pkg) *resolver {
-	r := &resolver{pkgs: universe, provides: map[string][]provider{}, selected: map[string]*pkg{}}
+// index is the merged universe with who provides what, built once per resolve: the closure,
+// the essential set, the kernel and the tools all ask it (parsing the Provides of 60,000
+// packages was most of a cached resolve's CPU when each built its own).
+type index struct {
+	pkgs     map[string]*pkg
+	provides map[string][]provider
+}
+
+func newIndex(universe map[string]*pkg) *index {
+	ix := &index{pkgs: universe, provides: make(map[string][]provider, len(universe)/4)}
 	for _, p := range universe {
 		if p.Provides == "" {
 			continue
@@ -343,14 +374,18 @@ func newResolver(universe map[string]*pkg) *resolver {
 		}
 		for _, g := range groups {
 			for _, a := range g {
-				r.provides[a.Name] = append(r.provides[a.Name], provider{p, a.Version})
+				ix.provides[a.Name] = append(ix.provides[a.Name], provider{p, a.Version})
 			}
 		}
 	}
-	for _, ps := range r.provides {
+	for _, ps := range ix.provides {
 		sort.Slice(ps, func(i, j int) bool { return ps[i].p.Name < ps[j].p.Name })
 	}
-	return r
+	return ix
+}
+
+func newResolver(ix *index) *resolver {
+	return &resolver{pkgs: ix.pkgs, provides: ix.provides, selected: map[string]*pkg{}}
 }
 
 // candidates returns the packages that can satisfy d: the real package of that name first, then providers.
@@ -451,8 +486,9 @@ func (r *resolver) deps(p *pkg) ([][]rel, error) {
 // closure selects the requested, required and essential packages and everything they (pre-)depend on.
 // Dependencies with a single obvious candidate are followed first; choices between alternatives or
 // providers are made only when nothing else is pending, so that packages already pulled in win.
-func closure(universe map[string]*pkg, requested []string, release string) ([]*pkg, error) {
-	r := newResolver(universe)
+func closure(ix *index, requested []string, release string) ([]*pkg, error) {
+	universe := ix.pkgs
+	r := newResolver(ix)
 	var roots []string
 	for name, p := range universe {
 		if p.Essential || p.Priority == "required" {
@@ -550,8 +586,8 @@ func (r *resolver) checkConflicts(sel []*pkg) error {
 // essentialSet is the set the first install stage lays down: the Essential: yes packages and,
 // transitively, the selected packages they (pre-)depend on. Without their libraries (libc6 is not
 // Essential itself) not even /bin/sh runs, which is why debootstrap and mmdebstrap extract the same set.
-func essentialSet(universe map[string]*pkg, sel []*pkg) (map[string]bool, error) {
-	r := newResolver(universe)
+func essentialSet(ix *index, sel []*pkg) (map[string]bool, error) {
+	r := newResolver(ix)
 	for _, p := range sel {
 		r.selected[p.Name] = p
 	}

@@ -51,6 +51,9 @@ type ResolveOpts struct {
 	// it was made from unless AllowDowngrade.
 	Previous       *lock.Lock
 	AllowDowngrade bool
+	// Warn, when set, is told of what did not stop the resolve (a damaged cache entry that was
+	// refused and made again); it is called from the goroutine that called Resolve.
+	Warn func(msg string)
 }
 
 // LowerOpts are what [Family.Lower] needs besides the lock.
