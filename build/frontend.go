@@ -239,7 +239,18 @@ func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State,
 	if err != nil {
 		return nil, p.told(ctx, err)
 	}
-	return imageResult(ref, p.ImageConfig(labels), p.Epoch)
+	res, err := imageResult(ref, p.ImageConfig(labels), p.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := p.SBOM(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := addSBOM(ctx, c, res, doc.JSON, platform, p.Epoch, p.cacheOpts()); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // told is the family's explanation of a failed solve as the doors show it. BuildKit sends a
