@@ -1,7 +1,7 @@
 package main
 
 // Reproducibility: two cold builds of one manifest and lock, each with a daemon of its own (no
-// shared cache), must write byte-identical tar outputs.
+// shared cache), must write byte-identical tar, OCI and sbom outputs.
 
 import (
 	"archive/tar"
@@ -28,13 +28,16 @@ modules: package: "linux-image-amd64"
 policy: {builtin: "allow-all", opa: file: "opa"}
 files: "/etc/motd": content: "reproducible\n"
 `)
-	var tars, ocis []string
+	var tars, ocis, sboms []string
 	for i := 1; i <= 2; i++ {
 		h := newHarness(t) // a state directory of its own: a cold build
 		out := filepath.Join(dir, fmt.Sprintf("rootfs%d.tar", i))
 		oci := filepath.Join(dir, fmt.Sprintf("rootfs%d.oci.tar", i))
-		h.run(dir, true, "build", "--progress=plain", "-o", "type=tar,dest="+out, "-o", "type=oci,dest="+oci, "m.cue")
+		sbom := filepath.Join(dir, fmt.Sprintf("rootfs%d.spdx.json", i))
+		h.run(dir, true, "build", "--progress=plain", "-o", "type=tar,dest="+out, "-o", "type=oci,dest="+oci,
+			"-o", "type=sbom,dest="+sbom, "m.cue")
 		ocis = append(ocis, oci)
+		sboms = append(sboms, sbom)
 		// Stopped before the next daemon starts, so the two never share the CPU.
 		if err := engine.Stop(h.state); err != nil {
 			t.Log(err)
@@ -47,6 +50,9 @@ files: "/etc/motd": content: "reproducible\n"
 	// The image too: every layer, the config and the manifest.
 	if a, b := fileSum(t, ocis[0]), fileSum(t, ocis[1]); a != b {
 		t.Errorf("two cold builds' OCI archives differ: %s vs %s\n%s", a, b, tarDiff(t, ocis[0], ocis[1]))
+	}
+	if a, b := fileSum(t, sboms[0]), fileSum(t, sboms[1]); a != b {
+		t.Errorf("two cold builds' SBOMs differ: %s vs %s", a, b)
 	}
 }
 
