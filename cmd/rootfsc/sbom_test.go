@@ -41,7 +41,7 @@ policy: {builtin: "allow-all", opa: file: "opa"}
 files: "/etc/motd": source: "motd"
 `)
 	h.run(dir, true, "build", "--progress=plain", "-o", "type=sbom,dest=r.spdx.json",
-		"-o", "type=oci,dest=r.oci.tar", "-o", "type=tar,dest=r.tar", "m.cue")
+		"-o", "type=oci,dest=r.oci.tar,name=rootfsc/rootfs:sbom", "-o", "type=tar,dest=r.tar", "m.cue")
 	lk, err := lock.Read(filepath.Join(dir, "m.cue.lock.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -110,8 +110,9 @@ files: "/etc/motd": source: "motd"
 		}
 		want := listed{
 			Version: pkg.Version,
-			PURL: fmt.Sprintf("pkg:deb/debian/%s@%s?arch=%s", strings.ReplaceAll(pkg.Name, "+", "%2B"),
-				strings.ReplaceAll(pkg.Version, ":", "%3A"), pkg.Architecture),
+			// The purl spec percent-encodes the name and version: '+' (an epoch's ':' may stay, and
+			// packageurl-go leaves it).
+			PURL:     fmt.Sprintf("pkg:deb/debian/%s@%s?arch=%s", purlEscape.Replace(pkg.Name), purlEscape.Replace(pkg.Version), pkg.Architecture),
 			SHA256:   pkg.SHA256,
 			Download: mirrors[pkg.Suite] + "/" + pkg.Filename,
 			Supplier: "Organization: Debian",
@@ -177,6 +178,8 @@ files: "/etc/motd": source: "motd"
 	})
 }
 
+var purlEscape = strings.NewReplacer("+", "%2B")
+
 // inToto is the part of an in-toto statement the test reads.
 type inToto struct {
 	PredicateType string `json:"predicateType"`
@@ -187,7 +190,8 @@ type inToto struct {
 }
 
 // sbomAttestation finds, from the archive's index.json, the attestation manifest of the image
-// and in it the SPDX statement, whose subject must be the image manifest.
+// and in it the SPDX statement, whose subject must be the image manifest (BuildKit names the
+// subject after the image's name, which the archive is given).
 func sbomAttestation(t *testing.T, archive string) inToto {
 	t.Helper()
 	blobs := map[string][]byte{}
