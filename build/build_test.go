@@ -163,7 +163,7 @@ func TestPlanSBOMComponents(t *testing.T) {
 	if diff := cmp.Diff(want, got, sortComps); diff != "" {
 		t.Errorf("components() mismatch (-want +got):\n%s", diff)
 	}
-	doc, err := p.SBOM(context.Background())
+	doc, err := p.SBOM(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

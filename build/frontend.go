@@ -243,7 +243,13 @@ func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State,
 	if err != nil {
 		return nil, err
 	}
-	doc, err := p.SBOM(ctx)
+	var licenses map[string][]string
+	if lowered.Base != nil {
+		if licenses, err = p.readLicenses(ctx, c, lowered.Base.State, helper, platform); err != nil {
+			return nil, p.told(ctx, err)
+		}
+	}
+	doc, err := p.SBOM(ctx, licenses)
 	if err != nil {
 		return nil, err
 	}

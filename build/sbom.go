@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -24,6 +25,7 @@ import (
 	"github.com/rootfsc/rootfsc/distros/family"
 	"github.com/rootfsc/rootfsc/distros/lock"
 	"github.com/rootfsc/rootfsc/engine"
+	rllb "github.com/rootfsc/rootfsc/llb"
 	"github.com/rootfsc/rootfsc/policies"
 	"github.com/rootfsc/rootfsc/sbom"
 )
@@ -34,12 +36,16 @@ const SBOMPath = "/rootfs.spdx.json"
 // SBOM is the plan's SPDX document: every locked package (and the kernel package) and every
 // input (agent, OPA, policy, modules tree, files), each input's digest taken from the bytes of
 // the build context the build copies.
-func (p *Plan) SBOM(ctx context.Context) (*sbom.Result, error) {
+//
+// licenses are the License lines of each installed package (see [licenseState]); nil leaves
+// every license NOASSERTION.
+func (p *Plan) SBOM(ctx context.Context, licenses map[string][]string) (*sbom.Result, error) {
 	in := sbom.Input{
-		Name:  strings.TrimSuffix(path.Base(p.Manifest.Name), ".cue"),
-		Tool:  "rootfsc-" + Version,
-		Epoch: p.Epoch,
-		Lock:  p.Lock,
+		Name:     strings.TrimSuffix(path.Base(p.Manifest.Name), ".cue"),
+		Tool:     "rootfsc-" + Version,
+		Epoch:    p.Epoch,
+		Lock:     p.Lock,
+		Licenses: licenses,
 	}
 	if s, ok := p.Family.(family.Supplier); ok && p.Lock != nil {
 		in.Supplier = s.Supplier(p.Request)
@@ -183,6 +189,41 @@ func cmpOr(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// licensesFile is what the helper's licenses step writes in its output.
+const licensesFile = "licenses.json"
+
+// licenseState runs `rootfsc-helper licenses` over the base, read-only, network none: the
+// packages' copyright files are read where they are, inside the build, from the base rather
+// than the rootfs, whose slim edit removes /usr/share/doc. Its output holds only licenses.json.
+func licenseState(base, helper bkllb.State) bkllb.State {
+	const target, out = "/target", "/out"
+	run := bkllb.Scratch().Run(
+		bkllb.AddMount(rllb.HelperDir, helper, bkllb.Readonly),
+		bkllb.AddMount(target, base, bkllb.Readonly),
+		bkllb.Network(bkllb.NetModeNone),
+		bkllb.Args([]string{rllb.HelperBin, "licenses", "--root", target, "--out", path.Join(out, licensesFile)}),
+		bkllb.WithCustomName("sbom: licenses from /usr/share/doc/*/copyright"),
+	)
+	return run.AddMount(out, bkllb.Scratch())
+}
+
+// readLicenses solves the licenses step and reads its answer.
+func (p *Plan) readLicenses(ctx context.Context, c gwclient.Client, base, helper bkllb.State, platform ocispecs.Platform) (map[string][]string, error) {
+	ref, err := solveState(ctx, c, licenseState(base, helper), platform, false, nil, p.cacheOpts()...)
+	if err != nil {
+		return nil, fmt.Errorf("the SBOM's licenses: %w", err)
+	}
+	b, err := ref.ReadFile(ctx, gwclient.ReadRequest{Filename: licensesFile})
+	if err != nil {
+		return nil, fmt.Errorf("the SBOM's licenses: %w", err)
+	}
+	var out map[string][]string
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("the SBOM's licenses: %s: %w", licensesFile, err)
+	}
+	return out, nil
 }
 
 // addSBOM solves the document as a state of its own and attaches it to res: as an in-toto SBOM

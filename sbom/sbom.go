@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -42,6 +43,10 @@ type Input struct {
 	DownloadURL func(*lock.Package) string
 	// Components are the other inputs: agent, OPA, policy, a modules tree, files.
 	Components []Component
+	// Licenses are the License lines each installed package states in its machine-readable
+	// (DEP-5) /usr/share/doc/PKG/copyright, by package name, read inside the build; a package
+	// without them is NOASSERTION.
+	Licenses map[string][]string
 }
 
 // Component is one input that is not a locked package.
@@ -75,13 +80,17 @@ const (
 // package (the kernel package's modules too) and every component, in sorted order; created at
 // the epoch, with a namespace derived from the lock's input digest and the components' digests.
 //
-// Licenses are NOASSERTION: Debian states them in /usr/share/doc/PKG/copyright inside each
-// package, which only the build sees, and often in words that are not SPDX expressions
-// (DEP-5 names like "GPL-2+"); a document that stated them wrongly would be worse than one that
-// says it does not know.
+// A package's declared license is what its DEP-5 copyright file states ([Input.Licenses]),
+// converted to an SPDX expression (names without an SPDX id become LicenseRefs of the
+// document); the concluded license is NOASSERTION, since rootfsc concludes nothing. A package
+// whose copyright file is prose, or missing, and every other input, are NOASSERTION: a
+// document that guessed would be worse than one that says it does not know.
 func Build(in Input) (*Result, error) {
 	if in.Name == "" {
 		return nil, errors.New("sbom: no image name")
+	}
+	if in.Tool == "" {
+		in.Tool = "rootfsc"
 	}
 	image := &spdx.Package{
 		PackageName:             in.Name,
@@ -159,13 +168,34 @@ func Build(in Input) (*Result, error) {
 		}
 		pkgs = append(pkgs, p)
 	}
+	refs := map[string]string{}
 	for _, p := range pkgs {
+		if lines := in.Licenses[p.PackageName]; len(lines) > 0 && strings.HasPrefix(string(p.PackageSPDXIdentifier), "Package-deb-") {
+			expr, used := declared(lines)
+			p.PackageLicenseDeclared = expr
+			for id, name := range used {
+				if _, ok := refs[id]; !ok {
+					refs[id] = name
+				}
+			}
+		}
 		doc.Packages = append(doc.Packages, p)
 		doc.Relationships = append(doc.Relationships, &spdx.Relationship{
 			RefA:         common.MakeDocElementID("", string(imageID)),
 			RefB:         common.MakeDocElementID("", string(p.PackageSPDXIdentifier)),
 			Relationship: common.TypeRelationshipContains,
 		})
+	}
+	for _, id := range slices.Sorted(maps.Keys(refs)) {
+		doc.OtherLicenses = append(doc.OtherLicenses, &spdx.OtherLicense{
+			LicenseIdentifier: id,
+			LicenseName:       refs[id],
+			ExtractedText: fmt.Sprintf("The license Debian's copyright files name %q (DEP-5 License field); "+
+				"its text is in /usr/share/doc/PKG/copyright of the packages that declare it.", refs[id]),
+		})
+	}
+	for _, name := range slices.Sorted(maps.Keys(in.Licenses)) {
+		fmt.Fprintf(ns, "license %s %q\n", name, in.Licenses[name])
 	}
 	sum := ns.Sum(nil)
 	doc.DocumentNamespace = "https://github.com/rootfsc/rootfsc/spdx/" + idSafe(in.Name) + "-" + hex.EncodeToString(sum[:16])
