@@ -170,12 +170,87 @@ files: "/etc/motd": source: "motd"
 			}
 		}
 	})
+	t.Run("licenses as the packages state them", func(t *testing.T) {
+		// From the rootfs itself: a package whose copyright file is DEP-5 (a Format field first)
+		// declares a license; one without, or in prose, is NOASSERTION.
+		// A doc folder that links to another package's (of the same source) is that one's
+		// statement, which the helper follows inside the rootfs: not compared here.
+		copyrights, links := tarFiles(t, filepath.Join(dir, "r.tar"), "usr/share/doc/", "/copyright")
+		stated := 0
+		for _, pkg := range lk.Packages {
+			p := byName[pkg.Name]
+			if p == nil || links[pkg.Name] {
+				continue
+			}
+			text, ok := copyrights[pkg.Name]
+			dep5 := ok && strings.HasPrefix(text, "Format:") && strings.Contains(text, "\nLicense:")
+			switch {
+			case dep5 && p.PackageLicenseDeclared == "NOASSERTION":
+				t.Errorf("%s states its licenses in DEP-5, the SBOM says NOASSERTION", pkg.Name)
+			case !dep5 && p.PackageLicenseDeclared != "NOASSERTION":
+				t.Errorf("%s has no DEP-5 copyright file, the SBOM declares %q", pkg.Name, p.PackageLicenseDeclared)
+			case dep5:
+				stated++
+			}
+			if p.PackageLicenseConcluded != "NOASSERTION" {
+				t.Errorf("%s: concluded license %q, want NOASSERTION", pkg.Name, p.PackageLicenseConcluded)
+			}
+		}
+		if stated == 0 {
+			t.Error("no package of the lock declares a license")
+		}
+		t.Logf("%d of %d packages declare their licenses", stated, len(lk.Packages))
+		refs := map[string]bool{}
+		for _, l := range doc.OtherLicenses {
+			refs[l.LicenseIdentifier] = true
+		}
+		for _, p := range doc.Packages {
+			for _, w := range strings.Fields(strings.NewReplacer("(", " ", ")", " ").Replace(p.PackageLicenseDeclared)) {
+				if strings.HasPrefix(w, "LicenseRef-") && !refs[w] {
+					t.Errorf("%s declares %s, which the document does not define", p.PackageName, w)
+				}
+			}
+		}
+	})
 	t.Run("locked rebuild gives the same bytes", func(t *testing.T) {
 		h.run(dir, true, "build", "--locked", "--progress=plain", "-o", "type=sbom,dest=again.spdx.json", "m.cue")
 		if a, b := fileSum(t, filepath.Join(dir, "r.spdx.json")), fileSum(t, filepath.Join(dir, "again.spdx.json")); a != b {
 			t.Errorf("two builds' SBOMs differ: %s vs %s", a, b)
 		}
 	})
+}
+
+// tarFiles are the regular files of a tar named prefix+NAME+suffix, by NAME, and the NAMEs that
+// are symbolic links (prefix+NAME) or whose file is one.
+func tarFiles(t *testing.T, archive, prefix, suffix string) (map[string]string, map[string]bool) {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out, links := map[string]string{}, map[string]bool{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out, links
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, ok := strings.CutPrefix(strings.TrimPrefix(h.Name, "./"), prefix)
+		if ok && h.Typeflag == tar.TypeSymlink {
+			links[strings.TrimSuffix(strings.TrimSuffix(name, "/"), suffix)] = true
+		}
+		if name, ok2 := strings.CutSuffix(name, suffix); ok && ok2 && h.Typeflag == tar.TypeReg && !strings.Contains(name, "/") {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[name] = string(b)
+		}
+	}
 }
 
 var purlEscape = strings.NewReplacer("+", "%2B")

@@ -1,9 +1,10 @@
 // Package helper is rootfsc-helper, the small static binary that runs inside build steps
 // (mounted read-only at /.rootfsc): it extracts packages, selects kernel modules, strips POSIX
-// ACLs and checks the rootfs. It is a program of its own, built reproducibly (make builds it
-// with -trimpath and no build ID or VCS stamp), because BuildKit keys every step that mounts it
-// by its content: a new rootfsc whose helper code did not change keeps every cached base layer.
-// It imports only the in-build parts of rootfsc (no resolver, no BuildKit client, no CUE).
+// ACLs, reads the packages' licenses for the SBOM and checks the rootfs. It is a program of its
+// own, built reproducibly (make builds it with -trimpath and no build ID or VCS stamp), because
+// BuildKit keys every step that mounts it by its content: a new rootfsc whose helper code did
+// not change keeps every cached base layer. It imports only the in-build parts of rootfsc (no
+// resolver, no BuildKit client, no CUE).
 package helper
 
 import (
