@@ -2,15 +2,21 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	rcue "github.com/rootfsc/rootfsc/cue"
 	"github.com/rootfsc/rootfsc/engine"
+	"github.com/rootfsc/rootfsc/policies"
+	"github.com/rootfsc/rootfsc/sbom"
 )
 
 // memSource is a Source over memory: the manifest and the context are the same file system.
@@ -98,6 +104,7 @@ func TestParseOutputs(t *testing.T) {
 		"type=oci,dest=/o/r.oci.tar,compression=zstd",
 		"type=image,name=127.0.0.1:5000/r:1,push=true,registry.insecure=true",
 		`type=tar,dest=/o/r.tar`,
+		"type=sbom,dest=/o/r.spdx.json",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -106,12 +113,13 @@ func TestParseOutputs(t *testing.T) {
 		{Type: "oci", Dest: "/o/r.oci.tar", Attrs: map[string]string{"compression": "zstd"}},
 		{Type: "image", Dest: "127.0.0.1:5000/r:1", Attrs: map[string]string{"push": "true", "registry.insecure": "true"}},
 		{Type: "tar", Dest: "/o/r.tar", Attrs: map[string]string{}},
+		{Type: "sbom", Dest: "/o/r.spdx.json", Attrs: map[string]string{}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ParseOutputs() mismatch (-want +got):\n%s", diff)
 	}
 	for spec, msg := range map[string]string{
-		"type=floppy,dest=x": "type must be one of dir, tar, initrd, oci, docker, image",
+		"type=floppy,dest=x": "type must be one of dir, tar, initrd, sbom, oci, docker, image",
 		"type=tar":           "dest is required",
 		"type=image":         "name is required",
 		"type=tar,dest":      `"dest" is not key=value`,
@@ -119,5 +127,47 @@ func TestParseOutputs(t *testing.T) {
 		if _, err := ParseOutputs([]string{spec}); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("ParseOutputs(%q) error = %v, want %q", spec, err, msg)
 		}
+	}
+}
+
+// The SBOM's inputs are digests of the context's bytes: a file's, a folder's listing's, and the
+// built-in policy's text.
+func TestPlanSBOMComponents(t *testing.T) {
+	epoch := int64(1700000000)
+	files := fstest.MapFS{
+		"m.cue": {Data: []byte("agent: {file: \"bin/kata-agent\", init: \"agent\", version: \"3.2.0\"}\n" +
+			"policy: {builtin: \"allow-all\", engine: \"agent-builtin\"}\n" +
+			"files: \"/etc/motd\": source: \"motd\"\nfiles: \"/opt/tree\": source: \"tree\"\n")},
+		"bin/kata-agent": {Data: []byte("agent"), Mode: 0o755},
+		"motd":           {Data: []byte("hello\n"), Mode: 0o644},
+		"tree/a":         {Data: []byte("a"), Mode: 0o644},
+	}
+	p, err := Prepare(context.Background(), memSource(files), Opts{SourceDateEpoch: &epoch})
+	if err != nil {
+		t.Fatal(rcue.FormatError(err, "/m"))
+	}
+	got, err := p.components()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	policy, _ := policies.Builtin("allow-all")
+	treeMode := files["tree/a"].Mode
+	want := []sbom.Component{
+		{Role: "agent", Name: "kata-agent", Version: "3.2.0", Path: "bin/kata-agent", SHA256: sum("agent")},
+		{Role: "policy", Name: "allow-all", SHA256: sum(string(policy)), Comment: "agent policy built into rootfsc " + Version},
+		{Role: "file", Name: "/etc/motd", Path: "motd", SHA256: sum("hello\n")},
+		{Role: "file", Name: "/opt/tree", Path: "tree", SHA256: sum(fmt.Sprintf("%v - .\n%v %s a\n", fs.ModeDir|0o555, treeMode, sum("a")))},
+	}
+	sortComps := cmpopts.SortSlices(func(a, b sbom.Component) bool { return a.Role+a.Name < b.Role+b.Name })
+	if diff := cmp.Diff(want, got, sortComps); diff != "" {
+		t.Errorf("components() mismatch (-want +got):\n%s", diff)
+	}
+	doc, err := p.SBOM(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Document.CreationInfo.Created != "2023-11-14T22:13:20Z" || doc.Document.DocumentName != "m" {
+		t.Errorf("SBOM() = created %s, name %s; want the epoch and the manifest's name", doc.Document.CreationInfo.Created, doc.Document.DocumentName)
 	}
 }

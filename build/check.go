@@ -64,7 +64,7 @@ func checkBuild(ctx context.Context, eo engine.Opts, outputs []engine.Output, fi
 	var files []pair
 	for i, o := range outputs {
 		switch o.Type {
-		case "tar", "initrd", "oci", "docker", "disk":
+		case "tar", "initrd", "sbom", "oci", "docker", "disk":
 			p := filepath.Join(dir, fmt.Sprintf("%d.%s", i, o.Type))
 			again = append(again, engine.Output{Type: o.Type, Dest: p, Attrs: o.Attrs})
 			files = append(files, pair{o.Dest, p})

@@ -259,6 +259,19 @@ func (p *Plan) Solve(ctx context.Context, c gwclient.Client, helper bkllb.State,
 	if err != nil {
 		return nil, err
 	}
+	var licenses map[string][]string
+	if lowered.Base != nil {
+		if licenses, err = p.readLicenses(ctx, c, lowered.Base.State, helper, platform); err != nil {
+			return nil, p.told(ctx, err)
+		}
+	}
+	doc, err := p.SBOM(ctx, licenses)
+	if err != nil {
+		return nil, err
+	}
+	if err := addSBOM(ctx, c, res, doc.JSON, platform, p.Epoch, p.cacheOpts()); err != nil {
+		return nil, err
+	}
 	// In-process, the engine writes each disk output from its reference and takes it out of
 	// the result before the exporters see it.
 	for k, d := range disks {

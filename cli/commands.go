@@ -212,7 +212,7 @@ func runBuild(e *env, args []string) error {
 	pf.add(fs, true)
 	fs.BoolVar(&pf.locked, "locked", false, "refuse to build with a missing or stale lock")
 	var ef engineFlags
-	ef.add(fs, "output as type=dir|tar|initrd|oci|docker,dest=PATH or type=image,name=REF[,push=true] (repeatable; default: the manifest's outputs)")
+	ef.add(fs, "output as type=dir|tar|initrd|sbom|oci|docker,dest=PATH or type=image,name=REF[,push=true] (repeatable; default: the manifest's outputs)")
 	labels := fs.StringToString("label", nil, "an image label KEY=VALUE (repeatable)")
 	check := fs.Bool("check", false, "build again with every step run again, ignoring the cache, and fail listing what differs (as nix build --check)")
 	downloadTimeout := fs.Duration("download-timeout", 0, "bound one attempt at the package downloads; a mirror slower than that is stalled (default: 2m plus 256 KiB/s of the packages' size)")

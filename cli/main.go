@@ -42,7 +42,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"build", "build MANIFEST [-o type=dir|tar|initrd|oci|docker,dest=PATH | -o type=image,name=REF[,push=true]]... [--context DIR] [--locked] [--progress MODE] [--addr URL] [--tlscacert F --tlscert F --tlskey F] [--cache-to SPEC] [--cache-from SPEC] [--mirror URL] [--label K=V]", "resolve (unless locked), lower and build the rootfs; every output from one solve", runBuild},
+		{"build", "build MANIFEST [-o type=dir|tar|initrd|sbom|oci|docker,dest=PATH | -o type=image,name=REF[,push=true]]... [--context DIR] [--locked] [--progress MODE] [--addr URL] [--tlscacert F --tlscert F --tlskey F] [--cache-to SPEC] [--cache-from SPEC] [--mirror URL] [--label K=V]", "resolve (unless locked), lower and build the rootfs; every output from one solve", runBuild},
 		{"boot", "boot MANIFEST|INITRD [--kernel FILE] [--append ARGS] [--expect REGEX] [--timeout D] [--context DIR] [--locked] [--mirror URL] [--progress MODE] [--addr URL]", "build the manifest as an initrd (cached) and boot it under qemu (KVM when it works, else TCG) with the lock's kernel or --kernel; the console on stdout", runBoot},
 		{"lock", "lock MANIFEST [--mirror URL] [--allow-downgrade]", "resolve the packages and write MANIFEST.lock.json", runLock},
 		{"vet", "vet MANIFEST [--context DIR]", "check the manifest, its inputs and policy, and the lock's freshness (no daemon)", runVet},

@@ -28,8 +28,8 @@ import (
 
 // Output is one export of a build.
 type Output struct {
-	// Type is dir, tar, initrd (files on this machine, written atomically), oci or docker (an
-	// image archive), image (an image in BuildKit's store, pushed with push=true), or disk (a
+	// Type is dir, tar, initrd, sbom (files on this machine, written atomically), oci or docker
+	// (an image archive), image (an image in BuildKit's store, pushed with push=true), or disk (a
 	// file the build function makes as a reference of its own: see [RefKey]).
 	Type string
 	// Dest is the file or folder; for image, the image name.
@@ -39,7 +39,12 @@ type Output struct {
 }
 
 // OutputTypes are the output types [Build] knows.
-var OutputTypes = []string{"dir", "tar", "initrd", "oci", "docker", "image", "disk"}
+var OutputTypes = []string{"dir", "tar", "initrd", "sbom", "oci", "docker", "image", "disk"}
+
+// SBOMKey is the metadata of a build function's result that holds the build's SBOM, the bytes an
+// sbom output writes. It is not an exporter: the document is the build function's, and a solve
+// whose only outputs are SBOMs exports nothing.
+const SBOMKey = "rootfsc.sbom"
 
 // Opts configures [Build].
 type Opts struct {
@@ -92,13 +97,14 @@ func Build(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opt
 
 // pending is an output's file written during the solve, put in place after it.
 type pending struct {
-	out    Output
-	tmp    *Temp                      // temporary file or folder next to Dest
-	files  FileStats                  // a dir's regular files, reused and written
-	commit func() error               // puts tmp in place
-	wait   func(solveErr error) error // waits for a streamed unpack (dir)
-	abort  func(error)                // stops it
-	w      *errWriter                 // the file the exporter writes, for the cause of a broken stream
+	out     Output
+	tmp     *Temp                      // temporary file or folder next to Dest
+	files   FileStats                  // a dir's regular files, reused and written
+	prepare func() error               // writes tmp after the solve (sbom)
+	commit  func() error               // puts tmp in place
+	wait    func(solveErr error) error // waits for a streamed unpack (dir)
+	abort   func(error)                // stops it
+	w       *errWriter                 // the file the exporter writes, for the cause of a broken stream
 }
 
 func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opts Opts) (*Result, error) {
@@ -170,7 +176,12 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	}()
 	var exports []client.ExportEntry
 	refOut := map[string]Output{} // by result key
+	var sbomDoc []byte
 	for i, o := range toExport {
+		if o.Type == "sbom" {
+			pend = append(pend, sbomPending(o, opts, &sbomDoc))
+			continue
+		}
 		if contains(refOutputTypes, o.Type) {
 			refOut[RefKey(strconv.Itoa(index[i]))] = o
 			continue
@@ -189,30 +200,30 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	}
 	defer c.Close()
 
-	build := fn
-	if len(refOut) > 0 {
-		build = func(ctx context.Context, c gateway.Client) (*gateway.Result, error) {
-			res, err := fn(ctx, c)
-			if err != nil {
-				return nil, err
-			}
-			for key, o := range refOut {
-				ref, ok := res.Refs[key]
-				if !ok {
-					return nil, outputErr(o, errors.New("the build function made no reference for it"))
-				}
-				rf, err := readRef(ctx, ref, o)
-				refs = append(refs, rf)
-				if err != nil {
-					return nil, outputErr(o, err)
-				}
-				delete(res.Refs, key)
-			}
-			if len(res.Refs) == 0 {
-				res.Refs = nil
-			}
-			return res, nil
+	// The build function runs in this process: its result's SBOM is taken as it returns, and
+	// the references of the disk outputs are read and taken out of the result.
+	build := func(ctx context.Context, c gateway.Client) (*gateway.Result, error) {
+		res, err := fn(ctx, c)
+		if err != nil || res == nil {
+			return res, err
 		}
+		sbomDoc = res.Metadata[SBOMKey]
+		for key, o := range refOut {
+			ref, ok := res.Refs[key]
+			if !ok {
+				return nil, outputErr(o, errors.New("the build function made no reference for it"))
+			}
+			rf, err := readRef(ctx, ref, o)
+			refs = append(refs, rf)
+			if err != nil {
+				return nil, outputErr(o, err)
+			}
+			delete(res.Refs, key)
+		}
+		if len(res.Refs) == 0 {
+			res.Refs = nil
+		}
+		return res, nil
 	}
 	resp, err := buildOne(ctx, c, build, client.SolveOpt{
 		Exports:       exports,
@@ -254,6 +265,15 @@ func buildSolve(ctx context.Context, fn gateway.BuildFunc, outputs []Output, opt
 	res := &Result{ExporterResponse: map[string]string{}, UpToDate: upToDateOut, Files: make([]FileStats, len(outputs))}
 	if resp != nil {
 		maps.Copy(res.ExporterResponse, resp.ExporterResponse)
+	}
+	// The SBOMs are written before anything is put in place, so a failed write leaves every
+	// previous output.
+	for _, p := range pend {
+		if p.prepare != nil {
+			if err := p.prepare(); err != nil {
+				return nil, outputErr(p.out, err)
+			}
+		}
 	}
 	for i, p := range pend {
 		if p.commit != nil {
@@ -364,6 +384,35 @@ func exportFor(o Output, opts Opts) (client.ExportEntry, *pending, error) {
 	return client.ExportEntry{}, nil, fmt.Errorf("engine: unknown output type %q", o.Type)
 }
 
+// sbomPending writes the SBOM the build function gave (*doc, set during the solve) into a
+// temporary file next to o.Dest, then puts it in place.
+func sbomPending(o Output, opts Opts, doc *[]byte) *pending {
+	p := &pending{out: o}
+	p.prepare = func() error {
+		if len(*doc) == 0 {
+			return errors.New("the build gave no SBOM")
+		}
+		t, f, err := tempFile(o.Dest)
+		if err != nil {
+			return err
+		}
+		p.tmp = t
+		_, err = f.Write(*doc)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", t.Path, err)
+		}
+		return nil
+	}
+	p.commit = func() error { return commitFile(p.tmp, o.Dest, destOpts(opts, false)) }
+	return p
+}
+
 // commitInitrd converts the exported tar in tarTmp into the initrd at dest, through a temporary
 // file of its own; every time in it is the tar's, the entries it adds carry opts.Epoch.
 func commitInitrd(tarTmp *Temp, dest string, opts Opts) error {
@@ -440,10 +489,16 @@ func (w *errWriter) Write(p []byte) (int, error) {
 }
 
 // imageAttrs sets what makes an image reproducible: every file's time rewritten to the epoch the
-// build function gives (unless the caller chose otherwise).
+// build function gives (unless the caller chose otherwise); and keeps the build's SBOM
+// attestation, which the build function marks inline-only so that the tar exporter leaves it
+// out of the rootfs (BuildKit's oci exporter drops inline-only attestations unless asked).
+// Docker's own media types cannot carry an attestation: with oci-mediatypes=false there is none.
 func imageAttrs(attrs map[string]string) {
 	if _, ok := attrs["rewrite-timestamp"]; !ok {
 		attrs["rewrite-timestamp"] = "true"
+	}
+	if _, ok := attrs["attestation-inline"]; !ok && attrs["oci-mediatypes"] != "false" {
+		attrs["attestation-inline"] = "true"
 	}
 }
 

@@ -19,7 +19,8 @@ func TestBuildCheck(t *testing.T) {
 policy: {builtin: "allow-set-policy", engine: "agent-builtin"}
 files: "/etc/motd": content: "checked\n"
 `)
-		out := h.run(dir, true, "build", "--check", "-o", "type=tar,dest=rootfs.tar", "-o", "type=initrd,dest=initrd.img", "m.cue")
+		out := h.run(dir, true, "build", "--check", "-o", "type=tar,dest=rootfs.tar", "-o", "type=initrd,dest=initrd.img",
+			"-o", "type=sbom,dest=rootfs.spdx.json", "m.cue")
 		if !strings.Contains(out, "check: the build without the cache gave the same rootfs and outputs") {
 			t.Errorf("build --check did not say the builds are the same:\n%s", tail([]byte(out)))
 		}

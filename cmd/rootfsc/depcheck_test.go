@@ -17,7 +17,7 @@ func TestImportDirection(t *testing.T) {
 		t.Fatalf("go list: %v", err)
 	}
 	const mod = "github.com/rootfsc/rootfsc/"
-	stages := map[string]bool{"cue": true, "distros/deb": true, "llb": true, "engine": true, "policies": true, "kata": true}
+	stages := map[string]bool{"cue": true, "distros/deb": true, "llb": true, "engine": true, "policies": true, "kata": true, "sbom": true}
 	seen := 0
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	for dec.More() {

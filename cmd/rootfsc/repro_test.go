@@ -1,7 +1,7 @@
 package main
 
 // Reproducibility: two cold builds of each example and its lock, each with a daemon of its own
-// (no shared cache), must write byte-identical tar, OCI, initrd and disk outputs; the second
+// (no shared cache), must write byte-identical tar, OCI, initrd, disk and sbom outputs; the second
 // build runs with --check, which builds once more with the cache bypassed and compares too.
 
 import (
@@ -36,6 +36,7 @@ func TestReproducible(t *testing.T) {
 				{"oci", "rootfs.oci.tar", ""},
 				{"initrd", "rootfs.initrd", ""},
 				{"disk", "rootfs.img", ",verity=true"},
+				{"sbom", "rootfs.spdx.json", ""},
 			}
 			var files [2][]string
 			for i := range 2 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -16,7 +17,10 @@ import (
 // Packages), .deb packages, dpkg.
 type Family struct{}
 
-var _ family.Family = Family{}
+var (
+	_ family.Family   = Family{}
+	_ family.Supplier = Family{}
+)
 
 // request is the resolver's request for a manifest's; with mirrors, each suite gets its URI
 // (reading the host's apt sources when no mirror is named).
@@ -79,6 +83,19 @@ func (Family) Resolve(ctx context.Context, r family.Request, opts family.Resolve
 		return nil, fmt.Errorf("%w (rootfsc lock --allow-downgrade accepts it)", err)
 	}
 	return lk, err
+}
+
+// Supplier implements [family.Supplier]: the distro's name as its project spells it.
+func (Family) Supplier(r family.Request) string {
+	if r.Distro == "" {
+		return ""
+	}
+	return strings.ToUpper(r.Distro[:1]) + r.Distro[1:]
+}
+
+// PackageURL implements [family.Supplier]: the mirror of the package's suite and its Filename.
+func (Family) PackageURL(r family.Request, pkg *lock.Package) string {
+	return packageURL(r, pkg)
 }
 
 // Platform implements [family.Family]: Debian's architecture names as OCI platforms.

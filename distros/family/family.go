@@ -117,6 +117,16 @@ type Family interface {
 	KernelImage(ctx context.Context, req Request, lk *lock.Lock, dir string) (string, error)
 }
 
+// Supplier is a family that can say, for an SBOM, who supplies its packages and where the build
+// fetched a locked package from. It is a separate interface so that a family without it still
+// builds (its SBOM says NOASSERTION).
+type Supplier interface {
+	// Supplier is the organisation that supplies the packages of req's distro ("Debian").
+	Supplier(req Request) string
+	// PackageURL is the URL the build fetches pkg from ("" when the mirror cannot be told).
+	PackageURL(req Request, pkg *lock.Package) string
+}
+
 // ErrMirrorFault is wrapped by a family's explanation of a download the mirror failed to serve
 // (a 5xx answer, a refused connection, no answer): worth another attempt, unlike a missing file
 // or other bytes.

@@ -1,21 +1,27 @@
 // Package helper is rootfsc-helper, the small static binary that runs inside build steps
 // (mounted read-only at /.rootfsc): it extracts packages, selects kernel modules, strips POSIX
-// ACLs and checks the rootfs. It is a program of its own, built reproducibly (make builds it
-// with -trimpath and no build ID or VCS stamp), because BuildKit keys every step that mounts it
-// by its content: a new rootfsc whose helper code did not change keeps every cached base layer.
-// It imports only the in-build parts of rootfsc (no resolver, no BuildKit client, no CUE).
+// ACLs, reads the packages' licenses for the SBOM and checks the rootfs. It is a program of its
+// own, built reproducibly (make builds it with -trimpath and no build ID or VCS stamp), because
+// BuildKit keys every step that mounts it by its content: a new rootfsc whose helper code did
+// not change keeps every cached base layer. It imports only the in-build parts of rootfsc (no
+// resolver, no BuildKit client, no CUE).
 package helper
 
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"slices"
 	"strings"
 
 	apkunpack "github.com/rootfsc/rootfsc/distros/apk/unpack"
+	"github.com/rootfsc/rootfsc/distros/deb/copyright"
 	"github.com/rootfsc/rootfsc/distros/deb/unpack"
 	"github.com/rootfsc/rootfsc/internal/disk"
 	"github.com/rootfsc/rootfsc/internal/kmod"
@@ -40,6 +46,7 @@ func init() {
 		"strip-acls":  {"strip-acls --root DIR", stripACLs},
 		"modules":     {"modules --tree DIR --include PATTERN...", modules},
 		"check":       {"check --root DIR [--init systemd|agent --agent FILE] [--overlay]", check},
+		"licenses":    {"licenses --root DIR --out FILE", licenses},
 		// Disk images, run in the tools rootfs.
 		"disk": {"disk --rootfs DIR --out DIR --fs ext4|erofs [--verity] [--dax] [--free MIB] [--align MIB] --seed HEX --epoch N", makeDisk},
 	}
@@ -53,7 +60,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintln(stderr, "rootfsc-helper runs inside rootfsc's build steps; usage:")
-	for _, name := range []string{"extract", "extract-apk", "strip-acls", "modules", "check", "disk"} {
+	for _, name := range []string{"extract", "extract-apk", "strip-acls", "modules", "check", "licenses", "disk"} {
 		fmt.Fprintf(stderr, "  rootfsc-helper %s\n", commands[name].usage)
 	}
 	return 2
@@ -173,6 +180,61 @@ func check(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "rootfs check: ok")
 	return 0
+}
+
+// licenses writes, as JSON to --out, the License lines every package under the root states in its
+// machine-readable /usr/share/doc/PKG/copyright, for the SBOM. The root is a built rootfs, so
+// every path is opened through an [os.Root]: a doc folder or copyright file that links out of it
+// is not followed (the package's license is then not stated), and a package whose file is not
+// DEP-5 is left out.
+func licenses(_ context.Context, args []string, _, stderr io.Writer) int {
+	fs := flags("licenses")
+	root := fs.String("root", "", "the rootfs")
+	out := fs.String("out", "", "the JSON file to write")
+	if err := fs.Parse(args); err != nil || *root == "" || *out == "" || fs.NArg() != 0 {
+		return usage(stderr, "licenses")
+	}
+	r, err := os.OpenRoot(*root)
+	if err != nil {
+		return fail(stderr, "licenses", err)
+	}
+	defer r.Close()
+	found := map[string][]string{}
+	docs, err := readDirNames(r, "usr/share/doc")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fail(stderr, "licenses", err)
+	}
+	for _, name := range docs {
+		f, err := r.Open(path.Join("usr/share/doc", name, "copyright"))
+		if err != nil {
+			continue // no copyright file, or one that leaves the root
+		}
+		lines, err := copyright.Licenses(f)
+		f.Close()
+		if err == nil && len(lines) > 0 {
+			found[name] = lines
+		}
+	}
+	b, err := json.Marshal(found) // keys sorted: the same rootfs, the same bytes
+	if err == nil {
+		err = os.WriteFile(*out, append(b, '\n'), 0o644)
+	}
+	if err != nil {
+		return fail(stderr, "licenses", err)
+	}
+	return 0
+}
+
+// readDirNames lists the names in a folder of r.
+func readDirNames(r *os.Root, dir string) ([]string, error) {
+	d, err := r.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	slices.Sort(names)
+	return names, err
 }
 
 // multi is a repeatable string flag.

@@ -1,0 +1,3 @@
+// Package copyright reads the licenses a Debian package states in its machine-readable
+// debian/copyright file (DEP-5, installed as /usr/share/doc/PKG/copyright), inside the build.
+package copyright
