@@ -94,7 +94,18 @@ func TestBootDisk(t *testing.T) {
 	if _, err := exec.LookPath(qemu.DefaultBinary); err != nil {
 		t.Fatalf("%v (make test installs Debian's qemu-system-x86)", err)
 	}
-	console := stripANSI(bootInitrd(t, h, "", systemdGuest, "--image", "disk"))
+	for _, tc := range []struct{ attach, dev string }{
+		{"virtio-blk", "/dev/vda"},
+		// As Kata's runtime on x86: the image file is a read-only NVDIMM, its pfn block makes
+		// /dev/pmem0 the image proper behind the DAX header (its second label: pmem0p1, pmem0p2).
+		{"nvdimm", "/dev/pmem0p"},
+	} {
+		t.Run(tc.attach, func(t *testing.T) { bootDisk(t, h, tc.attach, tc.dev) })
+	}
+}
+
+func bootDisk(t *testing.T, h *harness, attach, dev string) {
+	console := stripANSI(bootInitrd(t, h, "", systemdGuest, "--image", "disk", "--attach", attach))
 	for _, want := range []string{
 		"rootfsc boot shim: mounted /dev/dm-0 (ext4) as the root",
 		"Started kata-opa.service",
@@ -112,7 +123,7 @@ func TestBootDisk(t *testing.T) {
 		}
 	}
 	// The root really is the verity device the command line's dm-mod.create= describes.
-	if !regexp.MustCompile(`rootfsc boot shim: device-mapper device dm-verity created: 0 \d+ verity 1 /dev/vda1 /dev/vda2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}`).MatchString(console) {
+	if !regexp.MustCompile(`rootfsc boot shim: device-mapper device dm-verity created: 0 \d+ verity 1 ` + dev + `1 ` + dev + `2 4096 4096 \d+ 0 sha256 [0-9a-f]{64} [0-9a-f]{64}`).MatchString(console) {
 		t.Errorf("the console does not show the dm-verity device of the image's parameters:\n%s", tail([]byte(console)))
 	}
 }

@@ -100,7 +100,7 @@ func TestLabels(t *testing.T) {
 		t.Errorf("signature %q", pfn[:16])
 	}
 	le := binary.LittleEndian
-	if got := [4]uint64{le.Uint64(pfn[56:]), le.Uint64(pfn[64:]), uint64(le.Uint32(pfn[72:])), uint64(le.Uint32(pfn[84:]))}; got != [4]uint64{DAXHeader, (384*MiB - DAXHeader) / BlockSize, 2, DAXHeader} {
+	if got := [4]uint64{le.Uint64(pfn[56:]), le.Uint64(pfn[64:]), uint64(le.Uint32(pfn[72:])), uint64(le.Uint32(pfn[84:]))}; got != [4]uint64{DAXHeader, (384*MiB - DAXHeader) / BlockSize, 1, DAXHeader} {
 		t.Errorf("dataoff, npfns, mode, align = %v", got)
 	}
 	// The checksum is over the block with its own field zero.

@@ -174,7 +174,11 @@ const PfnSignature = "NVDIMM_PFN_INFO\x00"
 
 // PfnSuperblock is the 4 KiB NVDIMM "pfn" info block at 4 KiB of a DAX image: Linux's struct
 // nd_pfn_sb (drivers/nvdimm/pfn.h), version 1.2: the data (the image proper) at DAXHeader, the
-// pages it maps, PMEM mode, 2 MiB alignment, and the fletcher64 checksum of the block.
+// pages it maps, RAM mode, 2 MiB alignment, and the fletcher64 checksum of the block. RAM mode
+// keeps the image's struct pages in guest memory: in PMEM mode they would have to fit between
+// the info block and the data, 64 bytes a page in under 2 MiB, 128 MiB of image at most, and
+// Linux refuses a larger one (nd_pmem: probe of pfn0.1 failed with error -12, seen with Debian's
+// 6.1 kernel booting a 256 MiB image).
 func (l Layout) PfnSuperblock(seed [32]byte) []byte {
 	b := make([]byte, BlockSize)
 	copy(b[0:16], PfnSignature)
@@ -186,7 +190,7 @@ func (l Layout) PfnSuperblock(seed [32]byte) []byte {
 	le.PutUint16(b[54:], 2)                                  // version_minor
 	le.PutUint64(b[56:], DAXHeader)                          // dataoff
 	le.PutUint64(b[64:], uint64(l.Size-DAXHeader)/BlockSize) // npfns
-	le.PutUint32(b[72:], 2)                                  // mode: PFN_MODE_PMEM
+	le.PutUint32(b[72:], 1)                                  // mode: PFN_MODE_RAM (see above)
 	le.PutUint32(b[76:], 0)                                  // start_pad
 	le.PutUint32(b[80:], 0)                                  // end_trunc
 	le.PutUint32(b[84:], DAXHeader)                          // align
