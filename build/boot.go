@@ -8,13 +8,13 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -167,23 +167,13 @@ func bootDiskAttrs(ctx context.Context, b Request) (map[string]string, string, e
 	}
 	attrs := map[string]string{"fs": "ext4", "verity": "true", "dax": "true"}
 	for _, o := range p.Manifest.Manifest.Outputs {
-		if o.Type != "disk" {
-			continue
+		if o.Type == "disk" {
+			attrs = diskOutputAttrs(o)
+			break
 		}
-		attrs = map[string]string{"verity": strconv.FormatBool(o.Verity), "fs": "ext4"}
-		if o.FS != "" {
-			attrs["fs"] = o.FS
-		}
-		if o.Dax != nil {
-			attrs["dax"] = strconv.FormatBool(*o.Dax)
-		}
-		if o.FreeSpace != 0 {
-			attrs["freeSpace"] = strconv.FormatInt(o.FreeSpace, 10)
-		}
-		if o.Align != 0 {
-			attrs["align"] = strconv.FormatInt(o.Align, 10)
-		}
-		break
+	}
+	if attrs["fs"] == "" {
+		attrs["fs"] = "ext4"
 	}
 	return attrs, attrs["fs"], nil
 }
@@ -246,7 +236,7 @@ func partitionFS(image string) (string, error) {
 	if _, err := io.ReadFull(f, mbr); err != nil {
 		return "", err
 	}
-	start := int64(mbr[446+8]) | int64(mbr[446+9])<<8 | int64(mbr[446+10])<<16 | int64(mbr[446+11])<<24
+	start := int64(binary.LittleEndian.Uint32(mbr[446+8:]))
 	sb := make([]byte, 2048)
 	if _, err := f.ReadAt(sb, start*512); err != nil {
 		return "", err

@@ -20,6 +20,7 @@ import (
 	"github.com/rootfsc/rootfsc/engine"
 	"github.com/rootfsc/rootfsc/internal/disk"
 	rllb "github.com/rootfsc/rootfsc/llb"
+	"github.com/rootfsc/rootfsc/schema"
 )
 
 const (
@@ -194,4 +195,19 @@ func diskAttrs(outputs []engine.Output, attrs map[string]string) error {
 		attrs[OptDiskPrefix+strconv.Itoa(i)] = formatDiskSpec(s)
 	}
 	return nil
+}
+
+// diskOutputAttrs are a manifest disk output's options as -o gives them.
+func diskOutputAttrs(o schema.Output) map[string]string {
+	attrs := map[string]string{"verity": strconv.FormatBool(o.Verity), "freeSpace": strconv.FormatInt(o.FreeSpace, 10)}
+	if o.FS != "" {
+		attrs["fs"] = o.FS
+	}
+	if o.Dax != nil {
+		attrs["dax"] = strconv.FormatBool(*o.Dax)
+	}
+	if o.Align != 0 {
+		attrs["align"] = strconv.FormatInt(o.Align, 10)
+	}
+	return attrs
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,17 +77,7 @@ func Build(ctx context.Context, req Request) (*Result, error) {
 				attrs["push"] = "true"
 			}
 			if o.Type == "disk" {
-				if o.FS != "" {
-					attrs["fs"] = o.FS
-				}
-				attrs["verity"] = strconv.FormatBool(o.Verity)
-				if o.Dax != nil {
-					attrs["dax"] = strconv.FormatBool(*o.Dax)
-				}
-				attrs["freeSpace"] = strconv.FormatInt(o.FreeSpace, 10)
-				if o.Align != 0 {
-					attrs["align"] = strconv.FormatInt(o.Align, 10)
-				}
+				maps.Copy(attrs, diskOutputAttrs(o))
 			}
 			outputs = append(outputs, engine.Output{Type: o.Type, Dest: dest, Attrs: attrs})
 		}

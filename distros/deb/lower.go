@@ -107,21 +107,13 @@ func toolsTree(lk *lock.Lock, mirrors map[string]string, opts family.LowerOpts) 
 		return bkllb.State{}, bkllb.State{}, 0, fmt.Errorf("disk image tools: %w", err)
 	}
 	pg := bkllb.ProgressGroup("tools", "disk image tools", false)
-	files := make([]bkllb.State, 0, len(debs))
 	args := []string{family.HelperBin, "extract", "--root", TargetDir, "--usrmerge"}
 	var size int64
 	for _, d := range debs {
-		files = append(files, bkllb.HTTP(d.url,
-			bkllb.Checksum(digest.Digest("sha256:"+d.pkg.SHA256)),
-			attemptHeader(opts.Attempt),
-			bkllb.Filename(d.file),
-			bkllb.WithCustomName("fetch "+d.pkg.Name+" "+d.pkg.Version),
-			pg,
-		))
 		args = append(args, ExtractDebsDir+"/"+d.file)
 		size += d.pkg.Size
 	}
-	dir := bkllb.Merge(files, bkllb.WithCustomName(fmt.Sprintf("tools: %d packages", len(debs))), pg)
+	dir := fetch(debs, opts.Attempt, pg)
 	tree := bkllb.Scratch().Run(
 		bkllb.Args(args),
 		bkllb.AddMount(family.HelperDir, opts.Helper, bkllb.Readonly),
